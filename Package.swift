@@ -1,0 +1,48 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "m2clip",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "m2clip", targets: ["m2clip"]),
+        .library(name: "M2Model", targets: ["M2Model"]),
+        .library(name: "Ops", targets: ["Ops"]),
+        .library(name: "SafeTensors", targets: ["SafeTensors"]),
+        .library(name: "CKernels", targets: ["CKernels"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C compute core: scalar reference, x86 (AVX2, AVX-512) and Arm (NEON) variants,
+        // chosen at run time. ISA code uses per-function target attributes, no global -m flags.
+        .target(
+            name: "CKernels",
+            path: "Sources/CKernels",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+        // Tensors, thread pool and fp32 ops as Swift wrappers over CKernels.
+        .target(name: "Ops", dependencies: ["CKernels"]),
+        // The safetensors format: validated mmap reader and writer.
+        .target(name: "SafeTensors"),
+        // CLIP configuration, checkpoint names, tokenizer, towers.
+        .target(
+            name: "M2Model",
+            dependencies: ["Ops", "SafeTensors"],
+            resources: [.copy("Resources/clip-tokenizer")]
+        ),
+        .executableTarget(
+            name: "m2clip",
+            dependencies: [
+                "M2Model",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "KernelTests", dependencies: ["CKernels"]),
+        .testTarget(name: "OpsTests", dependencies: ["Ops"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        // Fixtures live in Tests/Fixtures and are found from #filePath.
+        .testTarget(name: "M2ModelTests", dependencies: ["M2Model"]),
+    ]
+)

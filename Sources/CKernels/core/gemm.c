@@ -1,0 +1,135 @@
+/* The packed GEMM driver, shared by every variant (Goto/BLIS loop order):
+ *   task (M block × N chunk) → K blocks of KC → pack the A block → N panels → M panels
+ *   → the variant's mr × nr micro-kernel.
+ * B (the weights) is packed once at load into nr-wide, K-major panels; A is packed per
+ * task into k-major mr-row panels in a per-thread scratch buffer. Edges go through a
+ * local tile so micro-kernels only ever see full tiles. */
+#include "internal.h"
+#include <string.h>
+
+enum { KC = 256, MC_TARGET = 192, NC_TARGET = 256 };
+
+size_t m2k_packed_b_floats(int nr, long n, long k) {
+    long panels = (n + nr - 1) / nr;
+    return (size_t)panels * (size_t)k * (size_t)nr;
+}
+
+void m2k_pack_b(int nr, long n, long k, const float *b, long ldb, m2k_b_layout layout,
+                float *out) {
+    long panels = (n + nr - 1) / nr;
+    for (long p = 0; p < panels; p++) {
+        float *dst = out + p * k * nr;
+        long cols = n - p * nr < nr ? n - p * nr : nr;
+        for (long kk = 0; kk < k; kk++) {
+            float *row = dst + kk * nr;
+            if (layout == M2K_B_KN) {
+                memcpy(row, b + kk * ldb + p * nr, (size_t)cols * sizeof(float));
+            } else {
+                for (long j = 0; j < cols; j++) row[j] = b[(p * nr + j) * ldb + kk];
+            }
+            for (long j = cols; j < nr; j++) row[j] = 0.0f;
+        }
+    }
+}
+
+/* Ap[ir][kk][i] = A[m0 + ir*mr + i][k0 + kk], rows past `rows` zero. */
+static void pack_a(int mr, long rows, long kc, const float *a, long lda, float *ap) {
+    long panels = (rows + mr - 1) / mr;
+    for (long ir = 0; ir < panels; ir++) {
+        float *dst = ap + ir * kc * mr;
+        long valid = rows - ir * mr < mr ? rows - ir * mr : mr;
+        const float *src = a + ir * mr * lda;
+        if (valid == mr) {
+            for (long kk = 0; kk < kc; kk++)
+                for (int i = 0; i < mr; i++) dst[kk * mr + i] = src[i * lda + kk];
+        } else {
+            for (long kk = 0; kk < kc; kk++)
+                for (int i = 0; i < mr; i++)
+                    dst[kk * mr + i] = i < valid ? src[i * lda + kk] : 0.0f;
+        }
+    }
+}
+
+typedef struct {
+    const m2k_kernels *k;
+    long m, n, kdim, lda, ldc, mc, mblocks, chunk_panels, nchunks;
+    const float *a, *bp, *bias;
+    float *c;
+    m2k_activation act;
+    int accumulate;
+} gemm_job;
+
+static void gemm_task(void *ctx, long task, int worker) {
+    (void)worker;
+    const gemm_job *g = ctx;
+    const m2k_kernels *k = g->k;
+    const int mr = k->mr, nr = k->nr;
+    long mb = task % g->mblocks, nb = task / g->mblocks;
+    long m0 = mb * g->mc;
+    long rows = g->m - m0 < g->mc ? g->m - m0 : g->mc;
+    long p0 = nb * g->chunk_panels;
+    long panels = (g->n + nr - 1) / nr;
+    long p1 = p0 + g->chunk_panels < panels ? p0 + g->chunk_panels : panels;
+    long mpanels = (rows + mr - 1) / mr;
+    long kc_max = g->kdim < KC ? g->kdim : KC;
+    float *ap = m2k_thread_scratch(0, (size_t)(mpanels * mr * kc_max) * sizeof(float));
+    float tile[32 * 64] __attribute__((aligned(64)));
+
+    for (long k0 = 0; k0 < g->kdim; k0 += KC) {
+        long kc = g->kdim - k0 < KC ? g->kdim - k0 : KC;
+        int last = k0 + kc >= g->kdim;
+        int load = k0 > 0 || g->accumulate;
+        pack_a(mr, rows, kc, g->a + m0 * g->lda + k0, g->lda, ap);
+        for (long p = p0; p < p1; p++) {
+            const float *bp = g->bp + (p * g->kdim + k0) * nr;
+            long cols = g->n - p * nr < nr ? g->n - p * nr : nr;
+            for (long ir = 0; ir < mpanels; ir++) {
+                long r = rows - ir * mr < mr ? rows - ir * mr : mr;
+                float *c = g->c + (m0 + ir * mr) * g->ldc + p * nr;
+                const float *a = ap + ir * kc * mr;
+                if (r == mr && cols == nr) {
+                    k->sgemm_micro(kc, a, bp, c, g->ldc, load);
+                } else {
+                    if (load)
+                        for (long i = 0; i < r; i++)
+                            memcpy(tile + i * nr, c + i * g->ldc, (size_t)cols * sizeof(float));
+                    k->sgemm_micro(kc, a, bp, tile, nr, load);
+                    for (long i = 0; i < r; i++)
+                        memcpy(c + i * g->ldc, tile + i * nr, (size_t)cols * sizeof(float));
+                }
+                if (last && (g->bias || g->act != M2K_ACT_NONE))
+                    k->bias_act(c, g->ldc, (int)r, (int)cols, g->bias ? g->bias + p * nr : NULL,
+                                g->act);
+            }
+        }
+    }
+}
+
+void m2k_sgemm(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
+               const float *a, long lda, const float *bp, float *c, long ldc,
+               const float *bias, m2k_activation act, int accumulate) {
+    if (m <= 0 || n <= 0) return;
+    if (kdim <= 0) {
+        for (long i = 0; i < m; i++) {
+            if (!accumulate) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
+        }
+        if (bias || act != M2K_ACT_NONE) k->bias_act(c, ldc, (int)m, (int)n, bias, act);
+        return;
+    }
+    gemm_job g = {.k = k, .m = m, .n = n, .kdim = kdim, .lda = lda, .ldc = ldc, .a = a,
+                  .bp = bp, .bias = bias, .c = c, .act = act, .accumulate = accumulate};
+    const int mr = k->mr, nr = k->nr;
+    g.mblocks = (m + MC_TARGET - 1) / MC_TARGET;
+    long per = (m + g.mblocks - 1) / g.mblocks;
+    g.mc = (per + mr - 1) / mr * mr;
+    g.mblocks = (m + g.mc - 1) / g.mc;
+    long panels = (n + nr - 1) / nr;
+    g.chunk_panels = NC_TARGET / nr > 0 ? NC_TARGET / nr : 1;
+    int threads = m2k_in_pool_task() ? 1 : m2k_pool_threads(pool);
+    /* Enough tasks for the threads to share evenly, without splitting N below a panel. */
+    while (g.chunk_panels > 1 && g.mblocks * ((panels + g.chunk_panels - 1) / g.chunk_panels) <
+                                     4L * threads)
+        g.chunk_panels /= 2;
+    g.nchunks = (panels + g.chunk_panels - 1) / g.chunk_panels;
+    m2k_pool_run(threads > 1 ? pool : NULL, g.mblocks * g.nchunks, gemm_task, &g);
+}

@@ -1,0 +1,35 @@
+/* AVX2 + FMA fp32 micro-kernel: 6 × 16 tile, 12 ymm accumulators (16 registers in all). */
+#if defined(__x86_64__)
+#include "../core/internal.h"
+#include <immintrin.h>
+
+#define AVX2_MR 6
+#define AVX2_NR 16
+
+__attribute__((target("avx2,fma")))
+void m2k_avx2_sgemm_micro(long kc, const float *ap, const float *bp, float *c, long ldc,
+                          int load_c) {
+    __m256 acc0[AVX2_MR], acc1[AVX2_MR];
+#pragma clang loop unroll(full)
+    for (int i = 0; i < AVX2_MR; i++) {
+        acc0[i] = load_c ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();
+        acc1[i] = load_c ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();
+    }
+    for (long p = 0; p < kc; p++) {
+        __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
+#pragma clang loop unroll(full)
+        for (int i = 0; i < AVX2_MR; i++) {
+            __m256 a = _mm256_broadcast_ss(ap + i);
+            acc0[i] = _mm256_fmadd_ps(a, b0, acc0[i]);
+            acc1[i] = _mm256_fmadd_ps(a, b1, acc1[i]);
+        }
+        ap += AVX2_MR;
+        bp += AVX2_NR;
+    }
+#pragma clang loop unroll(full)
+    for (int i = 0; i < AVX2_MR; i++) {
+        _mm256_storeu_ps(c + i * ldc, acc0[i]);
+        _mm256_storeu_ps(c + i * ldc + 8, acc1[i]);
+    }
+}
+#endif

@@ -1,0 +1,36 @@
+/* AVX-512 fp32 micro-kernel: 12 × 32 tile, 24 zmm accumulators, A broadcast from the
+ * packed panel (embedded broadcast), two B vectors per k. */
+#if defined(__x86_64__)
+#include "../core/internal.h"
+#include <immintrin.h>
+
+#define AVX512_MR 12
+#define AVX512_NR 32
+
+__attribute__((target("avx512f")))
+void m2k_avx512_sgemm_micro(long kc, const float *ap, const float *bp, float *c, long ldc,
+                            int load_c) {
+    __m512 acc0[AVX512_MR], acc1[AVX512_MR];
+#pragma clang loop unroll(full)
+    for (int i = 0; i < AVX512_MR; i++) {
+        acc0[i] = load_c ? _mm512_loadu_ps(c + i * ldc) : _mm512_setzero_ps();
+        acc1[i] = load_c ? _mm512_loadu_ps(c + i * ldc + 16) : _mm512_setzero_ps();
+    }
+    for (long p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+#pragma clang loop unroll(full)
+        for (int i = 0; i < AVX512_MR; i++) {
+            __m512 a = _mm512_set1_ps(ap[i]);
+            acc0[i] = _mm512_fmadd_ps(a, b0, acc0[i]);
+            acc1[i] = _mm512_fmadd_ps(a, b1, acc1[i]);
+        }
+        ap += AVX512_MR;
+        bp += AVX512_NR;
+    }
+#pragma clang loop unroll(full)
+    for (int i = 0; i < AVX512_MR; i++) {
+        _mm512_storeu_ps(c + i * ldc, acc0[i]);
+        _mm512_storeu_ps(c + i * ldc + 16, acc1[i]);
+    }
+}
+#endif
