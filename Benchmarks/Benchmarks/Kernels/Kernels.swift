@@ -1,0 +1,58 @@
+import Benchmark
+import CKernels
+import Ops
+
+// fp32 GEMM throughput on the ViT-B/16 shapes (M tokens × K in → N out), one frame
+// (M = 197) and one 8-frame clip batched (M = 1576), with every thread of the machine.
+// The custom metric is GFLOP/s (2·M·N·K per call); compare it to the fp32 peak
+// printed by `m2clip bench` / the README.
+
+let gflops = BenchmarkMetric.custom("GFLOP/s", polarity: .prefersLarger, useScalingFactor: false)
+
+struct GEMMCase {
+    let m: Int, k: Int, n: Int
+    var name: String { "sgemm \(m)x\(k)x\(n)" }
+}
+
+let benchmarks: @Sendable () -> Void = {
+    let cases = [197, 1576].flatMap { m in
+        [GEMMCase(m: m, k: 768, n: 2304), GEMMCase(m: m, k: 768, n: 3072), GEMMCase(m: m, k: 3072, n: 768)]
+    }
+    let context = try! ComputeContext()
+    for c in cases {
+        var rng = SplitMix(seed: 1)
+        let weight = (0..<(c.n * c.k)).map { _ in rng.nextFloat() }
+        let linear = Linear(weight: weight, bias: [Float](repeating: 0.1, count: c.n),
+                            inFeatures: c.k, outFeatures: c.n, context: context)
+        let x = Tensor(shape: [c.m, c.k], values: (0..<(c.m * c.k)).map { _ in rng.nextFloat() })
+        let y = Tensor(shape: [c.m, c.n])
+        Benchmark(c.name, configuration: .init(metrics: [.wallClock, gflops], warmupIterations: 2,
+                                               maxDuration: .seconds(3), maxIterations: 200)) { benchmark in
+            benchmark.startMeasurement()
+            let start = ContinuousClock.now
+            for _ in benchmark.scaledIterations {
+                linear(x.data, rows: c.m, into: y.data, context: context)
+            }
+            let elapsed = ContinuousClock.now - start
+            benchmark.stopMeasurement()
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let flop = 2.0 * Double(c.m * c.n * c.k) * Double(benchmark.scaledIterations.count)
+            benchmark.measurement(gflops, Int(flop / seconds / 1e9))
+            blackHole(y.data[0])
+        }
+    }
+}
+
+/// A tiny deterministic generator for benchmark inputs.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func nextFloat() -> Float {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Float(z >> 40) / Float(1 << 24) - 0.5
+    }
+}

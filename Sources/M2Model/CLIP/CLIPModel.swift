@@ -1,0 +1,51 @@
+import Foundation
+import Ops
+
+/// A CLIP model loaded from a Hugging Face checkpoint directory (`config.json` +
+/// `model.safetensors`), either tower or both.
+public final class CLIPModel: @unchecked Sendable {
+    public let configuration: CLIPConfiguration
+    public let vision: VisionTower?
+    public let text: TextTower?
+    /// `logit_scale` as stored (a log); the similarity scale is its exponential.
+    public let logitScale: Float
+
+    public enum Towers: Sendable { case both, vision, text }
+
+    /// Loads strictly: a missing, unexpected or mis-shaped tensor is an error naming it.
+    /// With `towers` other than `.both`, the other tower's tensors are skipped, not loaded.
+    public init(directory: String, towers: Towers = .both, context: ComputeContext) throws {
+        let dir = URL(fileURLWithPath: directory)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory),
+              isDirectory.boolValue else {
+            throw CheckpointError(file: directory, "not a directory (expected a Hugging Face CLIP checkpoint directory)")
+        }
+        let configPath = dir.appendingPathComponent("config.json").path
+        let weightsPath = dir.appendingPathComponent("model.safetensors").path
+        guard FileManager.default.fileExists(atPath: configPath) else {
+            throw CheckpointError(file: configPath, "missing (every Hugging Face checkpoint has one)")
+        }
+        guard FileManager.default.fileExists(atPath: weightsPath) else {
+            let hasPickle = FileManager.default.fileExists(atPath: dir.appendingPathComponent("pytorch_model.bin").path)
+            throw CheckpointError(file: weightsPath, hasPickle
+                ? "missing; only pytorch_model.bin is present: convert it to safetensors first"
+                : "missing")
+        }
+        let config = try CLIPConfiguration.load(path: configPath)
+        let reader = try WeightReader(path: weightsPath)
+        configuration = config
+        vision = towers == .text ? nil
+            : try VisionTower(configuration: config.vision, projectionDim: config.projectionDim,
+                              reader: reader, context: context)
+        text = towers == .vision ? nil
+            : try TextTower(configuration: config.text, projectionDim: config.projectionDim,
+                            reader: reader, context: context)
+        logitScale = try reader.floats(HFCLIPNames.logitScale, shape: [])[0]
+        try reader.finish { name in
+            HFCLIPNames.Vision.buffers.contains(name) || HFCLIPNames.Text.buffers.contains(name)
+                || (towers == .text && (name.hasPrefix(HFCLIPNames.Vision.prefix) || name == HFCLIPNames.visualProjection))
+                || (towers == .vision && (name.hasPrefix(HFCLIPNames.Text.prefix) || name == HFCLIPNames.textProjection))
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import Ops
+
+public struct TextInputError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+}
+
+/// CLIP's text tower: token + position embeddings, causal encoder, final LayerNorm at the
+/// EOT position, projection. Sequences run unpadded: with a causal mask, tokens after EOT
+/// cannot change the pooled output, so padding would only cost time.
+public final class TextTower: @unchecked Sendable {
+    public let configuration: CLIPTextConfiguration
+    public let projectionDim: Int
+    let tokenEmbedding: [Float]    // (vocab, d)
+    let positionEmbedding: [Float] // (positions, d)
+    let encoder: TransformerEncoder
+    let finalLayerNorm: LayerNorm
+    let projection: Linear         // (proj ← d), no bias
+
+    init(configuration c: CLIPTextConfiguration, projectionDim: Int, reader: WeightReader,
+         context: ComputeContext) throws {
+        typealias N = HFCLIPNames.Text
+        configuration = c
+        self.projectionDim = projectionDim
+        let d = c.encoder.hiddenSize
+        tokenEmbedding = try reader.floats(N.tokenEmbedding, shape: [c.vocabSize, d])
+        positionEmbedding = try reader.floats(N.positionEmbedding, shape: [c.maxPositions, d])
+        encoder = try TransformerEncoder(shape: c.encoder, names: N.layer, reader: reader, context: context)
+        finalLayerNorm = LayerNorm(weight: try reader.floats(N.finalLayerNorm.weight, shape: [d]),
+                                   bias: try reader.floats(N.finalLayerNorm.bias, shape: [d]),
+                                   epsilon: c.encoder.layerNormEps)
+        projection = Linear(weight: try reader.floats(HFCLIPNames.textProjection, shape: [projectionDim, d]),
+                            bias: nil, inFeatures: d, outFeatures: projectionDim, context: context)
+    }
+
+    /// The position pooled into the text embedding, as transformers picks it: the first EOT
+    /// (or, for legacy configs whose eos_token_id is 2, the first highest id).
+    func pooledIndex(_ ids: [Int32]) -> Int {
+        if configuration.eosTokenID == 2 {
+            let top = ids.max() ?? 0
+            return ids.firstIndex(of: top) ?? 0
+        }
+        return ids.firstIndex(of: Int32(configuration.eosTokenID)) ?? 0
+    }
+
+    /// The projected text embedding (not normalised) of one token sequence.
+    public func callAsFunction(ids: [Int32], context: ComputeContext) throws -> [Float] {
+        let c = configuration, d = c.encoder.hiddenSize
+        guard !ids.isEmpty, ids.count <= c.maxPositions else {
+            throw TextInputError(description: "text has \(ids.count) tokens; the model takes 1...\(c.maxPositions)")
+        }
+        if let bad = ids.first(where: { $0 < 0 || Int($0) >= c.vocabSize }) {
+            throw TextInputError(description: "token id \(bad) is outside the vocabulary of \(c.vocabSize)")
+        }
+        let x = Tensor(shape: [ids.count, d])
+        for (i, id) in ids.enumerated() {
+            let row = x.data + i * d, token = Int(id) * d, position = i * d
+            for j in 0..<d { row[j] = tokenEmbedding[token + j] + positionEmbedding[position + j] }
+        }
+        encoder(x, sequences: 1, tokens: ids.count, causal: true, context: context, times: nil)
+        let pooled = Tensor(shape: [1, d])
+        finalLayerNorm(x.data + pooledIndex(ids) * d, rows: 1, into: pooled.data, context: context)
+        let out = Tensor(shape: [1, projectionDim])
+        projection(pooled.data, rows: 1, into: out.data, context: context)
+        return out.array
+    }
+}

@@ -1,0 +1,93 @@
+import Ops
+
+/// CLIP's image tower over a batch of frames: patch embedding (a GEMM over im2col
+/// patches), CLS and positions, ln_pre, the encoder, ln_post on CLS, projection.
+/// Frames are independent sequences here; they only meet in M²-CLIP's adapters.
+public final class VisionTower: @unchecked Sendable {
+    public let configuration: CLIPVisionConfiguration
+    public let projectionDim: Int
+    let patchEmbedding: Linear     // (d ← C·p·p), no bias
+    let classEmbedding: [Float]    // (d)
+    let positionEmbedding: Tensor  // (1+M, d)
+    let preLayerNorm: LayerNorm
+    let encoder: TransformerEncoder
+    let postLayerNorm: LayerNorm
+    let projection: Linear         // (proj ← d), no bias
+
+    init(configuration c: CLIPVisionConfiguration, projectionDim: Int, reader: WeightReader,
+         context: ComputeContext) throws {
+        typealias N = HFCLIPNames.Vision
+        configuration = c
+        self.projectionDim = projectionDim
+        let d = c.encoder.hiddenSize, p = c.patchSize
+        patchEmbedding = Linear(
+            weight: try reader.floats(N.patchEmbedding, shape: [d, c.channels, p, p]), bias: nil,
+            inFeatures: c.channels * p * p, outFeatures: d, context: context)
+        classEmbedding = try reader.floats(N.classEmbedding, shape: [d])
+        positionEmbedding = Tensor(shape: [c.tokens, d],
+                                   values: try reader.floats(N.positionEmbedding, shape: [c.tokens, d]))
+        preLayerNorm = LayerNorm(weight: try reader.floats(N.preLayerNorm.weight, shape: [d]),
+                                 bias: try reader.floats(N.preLayerNorm.bias, shape: [d]),
+                                 epsilon: c.encoder.layerNormEps)
+        encoder = try TransformerEncoder(shape: c.encoder, names: N.layer, reader: reader, context: context)
+        postLayerNorm = LayerNorm(weight: try reader.floats(N.postLayerNorm.weight, shape: [d]),
+                                  bias: try reader.floats(N.postLayerNorm.bias, shape: [d]),
+                                  epsilon: c.encoder.layerNormEps)
+        projection = Linear(weight: try reader.floats(HFCLIPNames.visualProjection, shape: [projectionDim, d]),
+                            bias: nil, inFeatures: d, outFeatures: projectionDim, context: context)
+    }
+
+    /// The encoder output before ln_post (transformers' `last_hidden_state`).
+    /// - Parameter pixels: (frames, C, S, S), normalised.
+    /// - Returns: (frames, 1+M, d).
+    public func hiddenStates(pixels: UnsafePointer<Float>, frames: Int, context: ComputeContext,
+                             times: StageTimes? = nil) -> Tensor {
+        let c = configuration
+        let d = c.encoder.hiddenSize, p = c.patchSize, side = c.imageSize / p
+        let m = c.patches, tokens = c.tokens, patchLength = c.channels * p * p
+        let x = Tensor(shape: [frames, tokens, d])
+        times.measure("patch_embed") {
+            let patches = Tensor(shape: [frames, m, patchLength]) // im2col, (c, ky, kx) order
+            for f in 0..<frames {
+                for py in 0..<side {
+                    for px in 0..<side {
+                        var dst = patches.data + (f * m + py * side + px) * patchLength
+                        for ch in 0..<c.channels {
+                            let plane = pixels + (f * c.channels + ch) * c.imageSize * c.imageSize
+                            for ky in 0..<p {
+                                let src = plane + (py * p + ky) * c.imageSize + px * p
+                                dst.update(from: src, count: p)
+                                dst += p
+                            }
+                        }
+                    }
+                }
+            }
+            for f in 0..<frames {
+                patchEmbedding(patches.data + f * m * patchLength, rows: m,
+                               into: x.data + (f * tokens + 1) * d, context: context)
+                let cls = x.data + f * tokens * d
+                for j in 0..<d { cls[j] = classEmbedding[j] }
+                Functional.add(positionEmbedding.data, into: cls, count: tokens * d, context: context)
+            }
+            preLayerNorm(x.data, rows: frames * tokens, into: x.data, context: context)
+        }
+        encoder(x, sequences: frames, tokens: tokens, causal: false, context: context, times: times)
+        return x
+    }
+
+    /// Projected image embeddings (not normalised). - Returns: (frames, projectionDim).
+    public func callAsFunction(pixels: UnsafePointer<Float>, frames: Int, context: ComputeContext,
+                               times: StageTimes? = nil) -> Tensor {
+        let hidden = hiddenStates(pixels: pixels, frames: frames, context: context, times: times)
+        return times.measure("head") {
+            let d = configuration.encoder.hiddenSize
+            let pooled = Tensor(shape: [frames, d])
+            postLayerNorm(hidden.data, rows: frames, ldx: configuration.tokens * d, into: pooled.data,
+                          context: context)
+            let out = Tensor(shape: [frames, projectionDim])
+            projection(pooled.data, rows: frames, into: out.data, context: context)
+            return out
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import M2Model
+import Ops
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Per-clip and per-stage latency of the image tower on random frames.")
+
+    @Option(help: "A Hugging Face CLIP checkpoint directory (config.json, model.safetensors).")
+    var model: String
+
+    @Option(help: "Frames per clip.")
+    var frames = 8
+
+    @Option(help: "Timed clips (after one warm-up clip).")
+    var iterations = 10
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    @OptionGroup var engine: EngineOptions
+
+    func validate() throws {
+        guard frames >= 1 else { throw ValidationError("--frames must be at least 1, got \(frames)") }
+        guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1, got \(iterations)") }
+    }
+
+    func run() throws {
+        let context = try engine.makeContext()
+        let clip = try CLIPModel(directory: model, towers: .vision, context: context)
+        let result = ClipBenchmark(frames: frames, iterations: iterations)
+            .run(tower: clip.vision!, modelName: model, context: context)
+        if json {
+            try printJSON(result)
+            return
+        }
+        print("model \(result.model): \(result.frames) frames/clip, \(result.threads) threads, kernels \(result.kernels)")
+        print(String(format: "clip: median %.1f ms, p90 %.1f ms, min %.1f, max %.1f (%d clips)",
+                     result.clipMsMedian, result.clipMsP90, result.clipMsMin, result.clipMsMax, result.iterations))
+        print(String(format: "      %.1f GFLOP/clip, %.1f GFLOP/s at the median; peak RSS %.0f MB",
+                     result.gflopPerClip, result.gflopsMedian, result.peakRSSMB))
+        print("stage          ms/clip   share")
+        let total = result.stages.reduce(0) { $0 + $1.ms }
+        for stage in result.stages {
+            print(String(format: "%-12@ %9.1f  %5.1f%%", stage.name as NSString, stage.ms, 100 * stage.ms / max(total, 1e-9)))
+        }
+    }
+}

@@ -1,0 +1,27 @@
+import ArgumentParser
+
+@main
+struct M2CLIPCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "m2clip",
+        abstract: "M²-CLIP video action recognition on the CPU.",
+        subcommands: [EmbedCommand.self, BenchCommand.self, RandomCheckpointCommand.self])
+}
+
+/// Options every command that runs the engine shares.
+struct EngineOptions: ParsableArguments {
+    @Option(help: "Worker threads including the caller (default: every online CPU).")
+    var threads: Int?
+
+    @Option(help: "Force a kernel variant: scalar, avx2, avx512 or neon (default: the best this CPU runs).")
+    var kernels: String?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if let kernels, KernelVariantName(rawValue: kernels) == nil {
+            throw ValidationError("--kernels must be one of scalar, avx2, avx512, neon; got \(kernels)")
+        }
+    }
+}
+
+enum KernelVariantName: String { case scalar, avx2, avx512, neon }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what building and testing m2clip needs on a fresh Debian machine (run as root,
+# or with sudo available). Idempotent: does nothing when everything is there.
+set -euo pipefail
+
+packages=(pkg-config gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6.1 or newer needed)" >&2; exit 1; }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs system packages, builds, runs the Swift
+# test suite with the best kernels, again with every other x86 variant forced for the
+# kernel and parity tests, then the NEON kernels under qemu-aarch64.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+swift build --build-tests
+
+echo "== swift test (kernels: default)"
+swift test --skip-build
+
+for variant in scalar avx2; do
+    echo "== kernel and parity tests with M2CLIP_KERNELS=$variant"
+    M2CLIP_KERNELS=$variant swift test --skip-build --filter 'KernelTests|ParityTests'
+done
+
+echo "== NEON kernels under qemu-aarch64"
+scripts/test-neon.sh
