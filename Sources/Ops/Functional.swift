@@ -28,13 +28,15 @@ public enum Functional {
     /// Multi-head self-attention for `sequences` independent sequences.
     /// - Parameters:
     ///   - qkv: (sequences, tokens, 3 · heads · headDim), Q | K | V per token.
-    ///   - out: (sequences, tokens, heads · headDim).
+    ///   - queries: how many leading tokens of each sequence to attend from (nil: all).
+    ///   - out: (sequences, queries, heads · headDim).
     public static func attention(qkv: UnsafePointer<Float>, sequences: Int, tokens: Int,
-                                 heads: Int, headDim: Int, causal: Bool,
+                                 queries: Int? = nil, heads: Int, headDim: Int, causal: Bool,
                                  into out: UnsafeMutablePointer<Float>, context: ComputeContext) {
         let width = heads * headDim
-        m2k_attention(context.kernels, context.pool, sequences, tokens, Int32(heads),
-                      Int32(headDim), qkv, 3 * width, out, width, causal ? 1 : 0)
+        m2k_attention_queries(context.kernels, context.pool, sequences, tokens, queries ?? tokens,
+                              Int32(heads), Int32(headDim), qkv, 3 * width, out, width,
+                              causal ? 1 : 0)
     }
 
     /// y += x over `count` values.

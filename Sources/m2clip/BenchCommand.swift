@@ -44,7 +44,8 @@ struct BenchCommand: ParsableCommand {
         print("stage          ms/clip   share")
         let total = result.stages.reduce(0) { $0 + $1.ms }
         for stage in result.stages {
-            print(String(format: "%-12@ %9.1f  %5.1f%%", stage.name as NSString, stage.ms, 100 * stage.ms / max(total, 1e-9)))
+            let name = stage.name.padding(toLength: 12, withPad: " ", startingAt: 0)
+            print(name + String(format: " %9.1f  %5.1f%%", stage.ms, 100 * stage.ms / max(total, 1e-9)))
         }
     }
 }

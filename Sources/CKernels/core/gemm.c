@@ -1,13 +1,16 @@
-/* The packed GEMM driver, shared by every variant (Goto/BLIS loop order):
- *   task (M block × N chunk) → K blocks of KC → pack the A block → N panels → M panels
+/* The GEMM driver, shared by every variant (Goto/BLIS loop order):
+ *   task (M block × N chunk) → K blocks of KC → [pack the A block] → N panels → M panels
  *   → the variant's mr × nr micro-kernel.
- * B (the weights) is packed once at load into nr-wide, K-major panels; A is packed per
- * task into k-major mr-row panels in a per-thread scratch buffer. Edges go through a
- * local tile so micro-kernels only ever see full tiles. */
+ * B (the weights) is packed once at load into nr-wide, K-major panels, and the current
+ * KC × nr slice of a panel stays in L1 while the M panels of the block stream past it.
+ * A is read in place by variants with a row-streaming kernel (sgemm_rows): packing A per
+ * task would copy it once per N chunk, which costs more than the strided loads save.
+ * Other variants pack the A block into k-major mr-row panels in per-thread scratch. Edges
+ * go through a local tile so micro-kernels only ever see full tiles. */
 #include "internal.h"
 #include <string.h>
 
-enum { KC = 256, MC_TARGET = 192, NC_TARGET = 256 };
+enum { KC = 384, MC_TARGET = 192, NC_TARGET = 256 };
 
 size_t m2k_packed_b_floats(int nr, long n, long k) {
     long panels = (n + nr - 1) / nr;
@@ -72,28 +75,46 @@ static void gemm_task(void *ctx, long task, int worker) {
     long p1 = p0 + g->chunk_panels < panels ? p0 + g->chunk_panels : panels;
     long mpanels = (rows + mr - 1) / mr;
     long kc_max = g->kdim < KC ? g->kdim : KC;
-    float *ap = m2k_thread_scratch(0, (size_t)(mpanels * mr * kc_max) * sizeof(float));
+    const int in_place = k->sgemm_rows != NULL;
+    /* Packed A block, or (in place) only the zero-padded rows of a partial last panel. */
+    float *ap = m2k_thread_scratch(0, (size_t)((in_place ? 1 : mpanels) * mr * kc_max) *
+                                          sizeof(float));
     float tile[32 * 64] __attribute__((aligned(64)));
+    long full_panels = rows / mr;
 
     for (long k0 = 0; k0 < g->kdim; k0 += KC) {
         long kc = g->kdim - k0 < KC ? g->kdim - k0 : KC;
         int last = k0 + kc >= g->kdim;
         int load = k0 > 0 || g->accumulate;
-        pack_a(mr, rows, kc, g->a + m0 * g->lda + k0, g->lda, ap);
+        const float *a_block = g->a + m0 * g->lda + k0;
+        if (!in_place) {
+            pack_a(mr, rows, kc, a_block, g->lda, ap);
+        } else if (full_panels < mpanels) {
+            long r = rows - full_panels * mr;
+            for (long i = 0; i < mr; i++) {
+                if (i < r) memcpy(ap + i * kc, a_block + (full_panels * mr + i) * g->lda,
+                                  (size_t)kc * sizeof(float));
+                else memset(ap + i * kc, 0, (size_t)kc * sizeof(float));
+            }
+        }
         for (long p = p0; p < p1; p++) {
             const float *bp = g->bp + (p * g->kdim + k0) * nr;
             long cols = g->n - p * nr < nr ? g->n - p * nr : nr;
             for (long ir = 0; ir < mpanels; ir++) {
                 long r = rows - ir * mr < mr ? rows - ir * mr : mr;
                 float *c = g->c + (m0 + ir * mr) * g->ldc + p * nr;
-                const float *a = ap + ir * kc * mr;
+                const float *a = in_place ? (ir < full_panels ? a_block + ir * mr * g->lda : ap)
+                                          : ap + ir * kc * mr;
+                long lda = ir < full_panels ? g->lda : kc;
                 if (r == mr && cols == nr) {
-                    k->sgemm_micro(kc, a, bp, c, g->ldc, load);
+                    if (in_place) k->sgemm_rows(kc, a, lda, bp, c, g->ldc, load);
+                    else k->sgemm_micro(kc, a, bp, c, g->ldc, load);
                 } else {
                     if (load)
                         for (long i = 0; i < r; i++)
                             memcpy(tile + i * nr, c + i * g->ldc, (size_t)cols * sizeof(float));
-                    k->sgemm_micro(kc, a, bp, tile, nr, load);
+                    if (in_place) k->sgemm_rows(kc, a, lda, bp, tile, nr, load);
+                    else k->sgemm_micro(kc, a, bp, tile, nr, load);
                     for (long i = 0; i < r; i++)
                         memcpy(c + i * g->ldc, tile + i * nr, (size_t)cols * sizeof(float));
                 }

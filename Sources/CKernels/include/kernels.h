@@ -52,12 +52,18 @@ typedef enum {
 typedef void (*m2k_sgemm_micro_fn)(long kc, const float *ap, const float *bp,
                                    float *c, long ldc, int load_c);
 
+/* The same tile with A read in place, row-major: a(i, k) = a[i * lda + k]. Variants whose
+ * loads can follow mr row streams (x86) skip packing A altogether with it. */
+typedef void (*m2k_sgemm_rows_fn)(long kc, const float *a, long lda, const float *bp,
+                                  float *c, long ldc, int load_c);
+
 typedef struct m2k_kernels {
     const char *name;   /* "scalar", "avx2", "avx512", "neon" */
     m2k_variant variant;
     int mr, nr;         /* micro-tile of sgemm_micro */
 
     m2k_sgemm_micro_fn sgemm_micro;
+    m2k_sgemm_rows_fn sgemm_rows; /* NULL: the driver packs A and uses sgemm_micro */
 
     /* c(m × n, ldc) = act(c + bias[j]); bias may be NULL. */
     void (*bias_act)(float *c, long ldc, int m, int n, const float *bias, m2k_activation act);
@@ -121,6 +127,13 @@ void m2k_sgemm(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
 void m2k_attention(const m2k_kernels *k, m2k_pool *pool, long seqs, long tokens, int heads,
                    int head_dim, const float *qkv, long ld_qkv, float *out, long ld_out,
                    int causal);
+
+/* The same for only the first `queries` tokens of each sequence as queries (keys and
+ * values are all `tokens`): out is (seqs, queries, heads · head_dim). A model that needs
+ * only the CLS output of its last layer uses it with queries = 1. */
+void m2k_attention_queries(const m2k_kernels *k, m2k_pool *pool, long seqs, long tokens,
+                           long queries, int heads, int head_dim, const float *qkv,
+                           long ld_qkv, float *out, long ld_out, int causal);
 
 /* ---- thread pool ---------------------------------------------------------------------- */
 

@@ -6,6 +6,8 @@
 #define M2K_DECLARE_VARIANT(v)                                                                \
     void m2k_##v##_sgemm_micro(long kc, const float *ap, const float *bp, float *c, long ldc, \
                                int load_c);                                                  \
+    void m2k_##v##_sgemm_rows(long kc, const float *a, long lda, const float *bp, float *c,   \
+                              long ldc, int load_c);                                         \
     void m2k_##v##_bias_act(float *c, long ldc, int m, int n, const float *bias,              \
                             m2k_activation act);                                             \
     void m2k_##v##_layernorm(const float *x, float *y, const float *gamma, const float *beta, \

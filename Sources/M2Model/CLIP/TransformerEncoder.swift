@@ -75,13 +75,49 @@ final class TransformerEncoder: @unchecked Sendable {
 
     /// Runs every block in place on x: (sequences, tokens, d). Attention stays within a
     /// sequence (a frame of a clip, or one text).
+    /// - Parameter firstTokenOnly: the caller reads only token 0 (CLS) of each sequence
+    ///   after the last block, so that block attends from CLS only and runs its out_proj
+    ///   and MLP on CLS rows only; the other rows of x are then left as they were before
+    ///   the last block. The CLS rows are the same as a full pass computes.
     func callAsFunction(_ x: Tensor, sequences: Int, tokens: Int, causal: Bool,
-                        context: ComputeContext, times: StageTimes?) {
+                        firstTokenOnly: Bool = false, context: ComputeContext, times: StageTimes?) {
         let rows = sequences * tokens
         let ws = EncoderWorkspace(rows: rows, shape: shape)
-        for layer in layers {
-            forward(layer, x, ws, sequences: sequences, tokens: tokens, causal: causal,
-                    context: context, times: times)
+        for (index, layer) in layers.enumerated() {
+            if firstTokenOnly && index == layers.count - 1 {
+                forwardFirstToken(layer, x, ws, sequences: sequences, tokens: tokens,
+                                  causal: causal, context: context, times: times)
+            } else {
+                forward(layer, x, ws, sequences: sequences, tokens: tokens, causal: causal,
+                        context: context, times: times)
+            }
+        }
+    }
+
+    /// The last block when only each sequence's token 0 is read afterwards.
+    private func forwardFirstToken(_ layer: EncoderLayer, _ x: Tensor, _ ws: EncoderWorkspace,
+                                   sequences: Int, tokens: Int, causal: Bool,
+                                   context: ComputeContext, times: StageTimes?) {
+        let rows = ws.rows, d = shape.hiddenSize, stride = tokens * d
+        times.measure("layernorm") { layer.layerNorm1(x.data, rows: rows, into: ws.normed.data, context: context) }
+        times.measure("qkv") { layer.qkv(ws.normed.data, rows: rows, into: ws.qkv.data, context: context) }
+        times.measure("attention") {
+            Functional.attention(qkv: ws.qkv.data, sequences: sequences, tokens: tokens, queries: 1,
+                                 heads: shape.heads, headDim: shape.headDim, causal: causal,
+                                 into: ws.attended.data, context: context) // (sequences, d)
+        }
+        times.measure("out_proj") {
+            layer.outProjection(ws.attended.data, rows: sequences, into: x.data, ldy: stride,
+                                accumulate: true, context: context)
+        }
+        times.measure("layernorm") {
+            layer.layerNorm2(x.data, rows: sequences, ldx: stride, into: ws.normed.data, context: context)
+        }
+        times.measure("mlp_fc1") {
+            layer.fc1(ws.normed.data, rows: sequences, into: ws.hidden.data, activation: activation, context: context)
+        }
+        times.measure("mlp_fc2") {
+            layer.fc2(ws.hidden.data, rows: sequences, into: x.data, ldy: stride, accumulate: true, context: context)
         }
     }
 

@@ -42,6 +42,13 @@ public final class VisionTower: @unchecked Sendable {
     /// - Returns: (frames, 1+M, d).
     public func hiddenStates(pixels: UnsafePointer<Float>, frames: Int, context: ComputeContext,
                              times: StageTimes? = nil) -> Tensor {
+        encode(pixels: pixels, frames: frames, firstTokenOnly: false, context: context, times: times)
+    }
+
+    /// Embedding, ln_pre and the encoder; with `firstTokenOnly` only the CLS rows of the
+    /// result are valid (see `TransformerEncoder`).
+    func encode(pixels: UnsafePointer<Float>, frames: Int, firstTokenOnly: Bool,
+                context: ComputeContext, times: StageTimes?) -> Tensor {
         let c = configuration
         let d = c.encoder.hiddenSize, p = c.patchSize, side = c.imageSize / p
         let m = c.patches, tokens = c.tokens, patchLength = c.channels * p * p
@@ -72,14 +79,15 @@ public final class VisionTower: @unchecked Sendable {
             }
             preLayerNorm(x.data, rows: frames * tokens, into: x.data, context: context)
         }
-        encoder(x, sequences: frames, tokens: tokens, causal: false, context: context, times: times)
+        encoder(x, sequences: frames, tokens: tokens, causal: false, firstTokenOnly: firstTokenOnly,
+                context: context, times: times)
         return x
     }
 
     /// Projected image embeddings (not normalised). - Returns: (frames, projectionDim).
     public func callAsFunction(pixels: UnsafePointer<Float>, frames: Int, context: ComputeContext,
                                times: StageTimes? = nil) -> Tensor {
-        let hidden = hiddenStates(pixels: pixels, frames: frames, context: context, times: times)
+        let hidden = encode(pixels: pixels, frames: frames, firstTokenOnly: true, context: context, times: times)
         return times.measure("head") {
             let d = configuration.encoder.hiddenSize
             let pooled = Tensor(shape: [frames, d])
