@@ -123,6 +123,10 @@ void m2k_pool_run(m2k_pool *pool, long ntasks, m2k_task_fn fn, void *ctx) {
     }
     pthread_mutex_lock(&pool->run_lock);
     pthread_mutex_lock(&pool->lock);
+    /* A worker that woke only after the previous job ended is still inside work() with
+     * that job's ntasks; resetting `next` under it would lose a task (or run one past the
+     * end). Let it see the exhausted counter and leave first. */
+    while (pool->busy > 0) pthread_cond_wait(&pool->finished, &pool->lock);
     pool->fn = fn;
     pool->ctx = ctx;
     pool->ntasks = ntasks;

@@ -1,0 +1,20 @@
+/* The NEON variant (plain Armv8-A Advanced SIMD, which every AArch64 CPU has): the 8 × 12
+ * sgemm micro-kernel of neon_gemm.c and the element-wise kernels of neon_vec.c. */
+#if defined(__aarch64__)
+#include "../core/internal.h"
+#include "neon_kernels.h"
+
+const m2k_kernels m2k_neon_kernels = {
+    .name = "neon",
+    .variant = M2K_VARIANT_NEON,
+    .mr = M2K_NEON_MR,
+    .nr = M2K_NEON_NR,
+    .sgemm_micro = m2k_neon_sgemm_micro,
+    .bias_act = m2k_neon_bias_act,
+    .layernorm = m2k_neon_layernorm,
+    .softmax = m2k_neon_softmax,
+    .quickgelu = m2k_neon_quickgelu,
+    .gelu = m2k_neon_gelu,
+    .add = m2k_neon_add,
+};
+#endif

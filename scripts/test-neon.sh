@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Cross-compiles the C kernels with Tests/NEON/neon_kernel_test.c for AArch64 and runs the
+# test under qemu-user: the NEON variant against the scalar reference, from any host.
+# Usage: scripts/test-neon.sh   (exit status is the test's)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CC=aarch64-linux-gnu-gcc
+QEMU=qemu-aarch64
+SYSROOT=/usr/aarch64-linux-gnu
+
+if ! command -v "$CC" >/dev/null || ! command -v "$QEMU" >/dev/null; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        echo "test-neon: installing gcc-aarch64-linux-gnu and qemu-user" >&2
+        apt-get update
+        apt-get install -y gcc-aarch64-linux-gnu qemu-user
+    else
+        echo "test-neon: needs $CC and $QEMU; install them with" >&2
+        echo "  sudo apt-get install gcc-aarch64-linux-gnu qemu-user" >&2
+        exit 1
+    fi
+fi
+
+build=$(mktemp -d)
+trap 'rm -rf "$build"' EXIT
+
+"$CC" -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I Sources/CKernels/include \
+    Sources/CKernels/ref/*.c Sources/CKernels/core/*.c Sources/CKernels/arm/*.c \
+    Tests/NEON/neon_kernel_test.c -o "$build/neon_kernel_test" -lm -lpthread
+
+# The test asserts that dispatch picks NEON; a forced variant would defeat it.
+unset M2CLIP_KERNELS
+
+echo "== qemu-aarch64 (default CPU)"
+"$QEMU" -L "$SYSROOT" "$build/neon_kernel_test"
+
+# Captured first: `grep -q` closing the pipe early would fail it under pipefail.
+cpus=$("$QEMU" -cpu help 2>/dev/null || true)
+if grep -qw max <<<"$cpus"; then
+    echo "== qemu-aarch64 -cpu max"
+    "$QEMU" -L "$SYSROOT" -cpu max "$build/neon_kernel_test"
+fi
