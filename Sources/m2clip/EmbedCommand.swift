@@ -6,9 +6,12 @@ import Ops
 struct EmbedCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "embed",
-        abstract: "Image and text embeddings (projected, not normalised) of a CLIP checkpoint.")
+        abstract: "Embeddings (projected, not normalised) from a CLIP checkpoint or an M²-CLIP model file.",
+        discussion: """
+        With a Hugging Face CLIP directory: image_embeds (one per frame) and text_embeds. With an         M²-CLIP model file (.m2c), the frames of --pixels are one clip: frame_embeds (T × P, after the         temporal adapter), video_embed, vc_logits and label_scores (zero-shot over the model's labels).
+        """)
 
-    @Option(help: "A Hugging Face CLIP checkpoint directory (config.json, model.safetensors).")
+    @Option(help: "A Hugging Face CLIP checkpoint directory, or an M²-CLIP model file (.m2c).")
     var model: String
 
     @Option(help: "A safetensors file with pixel_values f32 (N, 3, H, W), already normalised.")
@@ -38,7 +41,64 @@ struct EmbedCommand: ParsableCommand {
         }
     }
 
+    struct VideoOutput: Encodable {
+        var frameEmbeds: [[Float]]?
+        var videoEmbed: [Float]?
+        var vcLogits: [Float]?
+        var labelScores: [Float]?
+        var labels: [String]
+        var textEmbeds: [[Float]]?
+        var textTokens: [[Int32]]?
+        var logitScale: Float
+
+        enum CodingKeys: String, CodingKey {
+            case frameEmbeds = "frame_embeds", videoEmbed = "video_embed", vcLogits = "vc_logits"
+            case labelScores = "label_scores", labels, textEmbeds = "text_embeds"
+            case textTokens = "text_tokens", logitScale = "logit_scale"
+        }
+    }
+
     func run() throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory), !isDirectory.boolValue {
+            try runModelFile()
+        } else {
+            try runCLIP()
+        }
+    }
+
+    func runModelFile() throws {
+        let context = try engine.makeContext()
+        let m2clip = try ModelFile.load(path: model, context: context)
+        var output = VideoOutput(labels: m2clip.labels, logitScale: exp(m2clip.logitScale))
+        if let pixels {
+            let frames = try PixelFile.load(path: pixels, for: m2clip.vision.configuration)
+            let clip = m2clip(pixels: frames.data, clips: 1, frames: frames.shape[0], context: context)[0]
+            output.frameEmbeds = clip.frameEmbeddings
+            output.videoEmbed = clip.videoEmbedding
+            output.vcLogits = clip.vcLogits
+            output.labelScores = clip.labelScores
+        }
+        if !text.isEmpty {
+            let ids = text.map { m2clip.tokenizer.encode($0, contextLength: m2clip.text.configuration.maxPositions) }
+            output.textTokens = ids
+            output.textEmbeds = try ids.map { try m2clip.text(ids: $0, context: context) }
+        }
+        if json {
+            try printJSON(output)
+            return
+        }
+        if let video = output.videoEmbed {
+            print("video_embed (\(video.count)): " + video.prefix(6).map { String(format: "%.5f", $0) }.joined(separator: " ") + " …")
+            let top = (output.labelScores ?? []).enumerated().sorted { $0.element > $1.element }.prefix(5)
+            for (index, score) in top { print(String(format: "  %.4f  %@", score, m2clip.labels[index])) }
+        }
+        for (i, row) in (output.textEmbeds ?? []).enumerated() {
+            print("text[\(i)] (\(row.count)): " + row.prefix(6).map { String(format: "%.5f", $0) }.joined(separator: " ") + " …")
+        }
+    }
+
+    func runCLIP() throws {
         let context = try engine.makeContext()
         let towers: CLIPModel.Towers = pixels == nil ? .text : text.isEmpty ? .vision : .both
         let clip = try CLIPModel(directory: model, towers: towers, context: context)

@@ -135,6 +135,19 @@ void m2k_attention_queries(const m2k_kernels *k, m2k_pool *pool, long seqs, long
                            long queries, int heads, int head_dim, const float *qkv,
                            long ld_qkv, float *out, long ld_out, int causal);
 
+/* ---- depthwise convolutions (M²-CLIP adapters), channels last ----------------------- */
+
+/* Conv1d over frames, kernel 3, zero padded: x, y (clips, frames, tokens, channels);
+ * y[b,t,j,c] = bias[c] + Σ_{s∈{-1,0,1}} w[(s+1)·channels + c] · x[b,t+s,j,c]. w is (3, C):
+ * the transpose of PyTorch's (C, 1, 3). */
+void m2k_temporal_dwconv3(const float *x, float *y, long clips, long frames, long tokens,
+                          long channels, const float *w, const float *bias);
+
+/* 3×3 conv per frame over a height × width grid, zero padded: x, y (frames, h, w, C);
+ * w is (9, C): the transpose of PyTorch's (C, 1, 3, 3). */
+void m2k_spatial_dwconv3x3(const float *x, float *y, long frames, long height, long width,
+                           long channels, const float *w, const float *bias);
+
 /* ---- thread pool ---------------------------------------------------------------------- */
 
 typedef void (*m2k_task_fn)(void *ctx, long task, int worker);
@@ -170,6 +183,46 @@ void m2k_ref_add(float *y, const float *x, size_t n);
 void m2k_ref_attention(long seqs, long tokens, int heads, int head_dim, const float *qkv,
                        long ld_qkv, float *out, long ld_out, int causal);
 void m2k_ref_bias_act(float *c, long ldc, int m, int n, const float *bias, m2k_activation act);
+
+/* ---- image resampling (Video module: CLIP preprocessing, frame rotation) ------------- */
+/* Pillow's Image.resize(..., BICUBIC) on RGB24, bit-exact: two separable passes (rows, then
+ * columns), each rounded to uint8. Usage, for an output window [x0, x0+w) × [y0, y0+h) of an
+ * in_w × in_h → out_w × out_h resize:
+ *
+ *   int kx = m2k_bicubic_taps(in_w, out_w), ky = m2k_bicubic_taps(in_h, out_h);
+ *   m2k_bicubic_coeffs(in_w, out_w, x0, w, xbounds, xcoeffs);   // xbounds (w, 2), xcoeffs (w, kx)
+ *   m2k_bicubic_coeffs(in_h, out_h, y0, h, ybounds, ycoeffs);   // ybounds (h, 2), ycoeffs (h, ky)
+ *   first = ybounds[0]; last = ybounds[2h-2] + ybounds[2h-1];   // input rows the window needs
+ *   for each output row i: ybounds[2i] -= first;
+ *   m2k_resample_rows_rgb8(src + first * stride, stride, in_w, last - first, tmp, 3 * w, w,
+ *                          kx, xbounds, xcoeffs, rowscratch);    // rowscratch: 4 · in_w bytes
+ *   m2k_resample_cols_rgb8(tmp, 3 * w, w, dst, dst_stride, h, ky, ybounds, ycoeffs,
+ *                          colscratch);                          // colscratch: 3 · w int32
+ *
+ * A dimension that keeps its size is not resampled by Pillow: skip that pass. bounds hold
+ * (first input sample, taps) per output sample; coeffs are fixed point with 22 fraction bits. */
+
+/* Taps per output sample (Pillow's ksize), or -1 for a non-positive size. */
+int m2k_bicubic_taps(int in_size, int out_size);
+/* Fills bounds (out_count, 2) and coeffs (out_count, taps) for output samples
+ * [out_first, out_first + out_count) of an in_size → out_size resize; returns taps, or -1. */
+int m2k_bicubic_coeffs(int in_size, int out_size, int out_first, int out_count,
+                       int32_t *bounds, int32_t *coeffs);
+/* Horizontal pass over `rows` rows of src_width RGB24 pixels → out_count pixels a row. */
+void m2k_resample_rows_rgb8(const uint8_t *src, long src_stride, int src_width, long rows,
+                            uint8_t *dst, long dst_stride, int out_count, int ksize,
+                            const int32_t *bounds, const int32_t *coeffs, uint8_t *scratch);
+/* Vertical pass: out_count rows of `width` RGB24 pixels; bounds index rows of src. */
+void m2k_resample_cols_rgb8(const uint8_t *src, long src_stride, int width, uint8_t *dst,
+                            long dst_stride, int out_count, int ksize, const int32_t *bounds,
+                            const int32_t *coeffs, int32_t *scratch);
+/* RGB24 (height, width) → float (3, height, width): (v / 255 − mean[c]) / std[c]. */
+void m2k_rgb8_to_chw_normalized(const uint8_t *src, long src_stride, int width, int height,
+                                const float mean[3], const float std[3], float *dst);
+/* Rotates an RGB24 image clockwise by 0, 90, 180 or 270 degrees (other values copy); dst is
+ * height × width pixels for 90 and 270. */
+void m2k_rgb8_rotate(const uint8_t *src, long src_stride, int width, int height,
+                     int clockwise_degrees, uint8_t *dst, long dst_stride);
 
 #ifdef __cplusplus
 }

@@ -37,15 +37,15 @@ public final class CLIPModel: @unchecked Sendable {
         configuration = config
         vision = towers == .text ? nil
             : try VisionTower(configuration: config.vision, projectionDim: config.projectionDim,
-                              reader: reader, context: context)
+                              names: HFCLIPNames.vision, reader: reader, context: context)
         text = towers == .vision ? nil
             : try TextTower(configuration: config.text, projectionDim: config.projectionDim,
-                            reader: reader, context: context)
+                            names: HFCLIPNames.text, reader: reader, context: context)
         logitScale = try reader.floats(HFCLIPNames.logitScale, shape: [])[0]
         try reader.finish { name in
-            HFCLIPNames.Vision.buffers.contains(name) || HFCLIPNames.Text.buffers.contains(name)
-                || (towers == .text && (name.hasPrefix(HFCLIPNames.Vision.prefix) || name == HFCLIPNames.visualProjection))
-                || (towers == .vision && (name.hasPrefix(HFCLIPNames.Text.prefix) || name == HFCLIPNames.textProjection))
+            HFCLIPNames.vision.buffers.contains(name) || HFCLIPNames.text.buffers.contains(name)
+                || (towers == .text && (name.hasPrefix(HFCLIPNames.vision.prefix) || name == HFCLIPNames.visualProjection))
+                || (towers == .vision && HFCLIPNames.text.owns(name))
         }
     }
 }

@@ -16,20 +16,18 @@ public final class TextTower: @unchecked Sendable {
     let finalLayerNorm: LayerNorm
     let projection: Linear         // (proj ← d), no bias
 
-    init(configuration c: CLIPTextConfiguration, projectionDim: Int, reader: WeightReader,
-         context: ComputeContext) throws {
-        typealias N = HFCLIPNames.Text
+    init(configuration c: CLIPTextConfiguration, projectionDim: Int, names n: TextTowerNames,
+         reader: WeightReader, adapters: [Int: BlockAdapters] = [:], context: ComputeContext) throws {
         configuration = c
         self.projectionDim = projectionDim
         let d = c.encoder.hiddenSize
-        tokenEmbedding = try reader.floats(N.tokenEmbedding, shape: [c.vocabSize, d])
-        positionEmbedding = try reader.floats(N.positionEmbedding, shape: [c.maxPositions, d])
-        encoder = try TransformerEncoder(shape: c.encoder, names: N.layer, reader: reader, context: context)
-        finalLayerNorm = LayerNorm(weight: try reader.floats(N.finalLayerNorm.weight, shape: [d]),
-                                   bias: try reader.floats(N.finalLayerNorm.bias, shape: [d]),
-                                   epsilon: c.encoder.layerNormEps)
-        projection = Linear(weight: try reader.floats(HFCLIPNames.textProjection, shape: [projectionDim, d]),
-                            bias: nil, inFeatures: d, outFeatures: projectionDim, context: context)
+        tokenEmbedding = try reader.floats(n.tokenEmbedding, shape: [c.vocabSize, d])
+        positionEmbedding = try reader.floats(n.positionEmbedding, shape: [c.maxPositions, d])
+        encoder = try TransformerEncoder(shape: c.encoder, names: n.layer, reader: reader,
+                                         adapters: adapters, context: context)
+        finalLayerNorm = try reader.layerNorm(n.finalLayerNorm, width: d, epsilon: c.encoder.layerNormEps)
+        projection = try reader.projection(n.projection, layout: n.projectionLayout, in: d,
+                                           out: projectionDim, context: context)
     }
 
     /// The position pooled into the text embedding, as transformers picks it: the first EOT
@@ -56,7 +54,8 @@ public final class TextTower: @unchecked Sendable {
             let row = x.data + i * d, token = Int(id) * d, position = i * d
             for j in 0..<d { row[j] = tokenEmbedding[token + j] + positionEmbedding[position + j] }
         }
-        encoder(x, sequences: 1, tokens: ids.count, causal: true, context: context, times: nil)
+        encoder(x, layout: SequenceLayout(clips: 1, frames: 1, tokens: ids.count), causal: true,
+                context: context, times: nil)
         let pooled = Tensor(shape: [1, d])
         finalLayerNorm(x.data + pooledIndex(ids) * d, rows: 1, into: pooled.data, context: context)
         let out = Tensor(shape: [1, projectionDim])

@@ -11,17 +11,8 @@ final class EncoderLayer: @unchecked Sendable {
 
     init(names: BlockNames, shape: EncoderShape, reader: WeightReader, context: ComputeContext) throws {
         let d = shape.hiddenSize, inner = shape.intermediateSize
-        func norm(_ prefix: String) throws -> LayerNorm {
-            LayerNorm(weight: try reader.floats(prefix.weight, shape: [d]),
-                      bias: try reader.floats(prefix.bias, shape: [d]), epsilon: shape.layerNormEps)
-        }
-        func linear(_ prefix: String, out: Int, in: Int) throws -> Linear {
-            Linear(weight: try reader.floats(prefix.weight, shape: [out, `in`]),
-                   bias: try reader.floats(prefix.bias, shape: [out]),
-                   inFeatures: `in`, outFeatures: out, context: context)
-        }
-        layerNorm1 = try norm(names.layerNorm1)
-        layerNorm2 = try norm(names.layerNorm2)
+        layerNorm1 = try reader.layerNorm(names.layerNorm1, width: d, epsilon: shape.layerNormEps)
+        layerNorm2 = try reader.layerNorm(names.layerNorm2, width: d, epsilon: shape.layerNormEps)
         switch names.attention {
         case .separate(let q, let k, let v):
             var weight: [Float] = [], bias: [Float] = []
@@ -35,9 +26,9 @@ final class EncoderLayer: @unchecked Sendable {
                          bias: try reader.floats(bias, shape: [3 * d]),
                          inFeatures: d, outFeatures: 3 * d, context: context)
         }
-        outProjection = try linear(names.outProjection, out: d, in: d)
-        fc1 = try linear(names.fc1, out: inner, in: d)
-        fc2 = try linear(names.fc2, out: d, in: inner)
+        outProjection = try reader.linear(names.outProjection, in: d, out: d, context: context)
+        fc1 = try reader.linear(names.fc1, in: d, out: inner, context: context)
+        fc2 = try reader.linear(names.fc2, in: inner, out: d, context: context)
     }
 }
 
@@ -58,19 +49,55 @@ final class EncoderWorkspace {
     }
 }
 
+/// How the rows of an encoder's residual stream are grouped: `clips` × `frames` sequences of
+/// `tokens` tokens, (clips, frames, tokens, d) in memory. Plain CLIP treats every frame as a
+/// clip of one; M²-CLIP's adapters mix the frames of a clip.
+public struct SequenceLayout: Sendable, Equatable {
+    public var clips: Int
+    public var frames: Int
+    public var tokens: Int
+
+    public init(clips: Int, frames: Int, tokens: Int) {
+        self.clips = clips
+        self.frames = frames
+        self.tokens = tokens
+    }
+
+    public var sequences: Int { clips * frames }
+    public var rows: Int { clips * frames * tokens }
+}
+
+/// A module that rewrites the residual stream between sub-blocks: x ← A(x) (spec §2–3).
+protocol ResidualAdapter: AnyObject, Sendable {
+    /// - Parameter firstTokenOnly: only token 0 of each sequence will be read afterwards;
+    ///   the other rows may be left unchanged.
+    func apply(_ x: Tensor, layout: SequenceLayout, firstTokenOnly: Bool, context: ComputeContext,
+               times: StageTimes?)
+}
+
+/// The adapters of one block, by position.
+struct BlockAdapters: Sendable {
+    var preAttention: ResidualAdapter?
+    var preMLP: ResidualAdapter?
+
+    static let none = BlockAdapters()
+}
+
 /// The stack of blocks shared by the image and text towers.
 final class TransformerEncoder: @unchecked Sendable {
     let shape: EncoderShape
     let layers: [EncoderLayer]
+    let adapters: [BlockAdapters]
     let activation: Activation
 
     init(shape: EncoderShape, names: (Int) -> BlockNames, reader: WeightReader,
-         context: ComputeContext) throws {
+         adapters: [Int: BlockAdapters] = [:], context: ComputeContext) throws {
         self.shape = shape
         activation = shape.activation ?? .quickGELU
         layers = try (0..<shape.layers).map {
             try EncoderLayer(names: names($0), shape: shape, reader: reader, context: context)
         }
+        self.adapters = (0..<shape.layers).map { adapters[$0] ?? .none }
     }
 
     /// Runs every block in place on x: (sequences, tokens, d). Attention stays within a
@@ -79,69 +106,62 @@ final class TransformerEncoder: @unchecked Sendable {
     ///   after the last block, so that block attends from CLS only and runs its out_proj
     ///   and MLP on CLS rows only; the other rows of x are then left as they were before
     ///   the last block. The CLS rows are the same as a full pass computes.
-    func callAsFunction(_ x: Tensor, sequences: Int, tokens: Int, causal: Bool,
+    func callAsFunction(_ x: Tensor, layout: SequenceLayout, causal: Bool,
                         firstTokenOnly: Bool = false, context: ComputeContext, times: StageTimes?) {
-        let rows = sequences * tokens
-        let ws = EncoderWorkspace(rows: rows, shape: shape)
+        let ws = EncoderWorkspace(rows: layout.rows, shape: shape)
         for (index, layer) in layers.enumerated() {
-            if firstTokenOnly && index == layers.count - 1 {
-                forwardFirstToken(layer, x, ws, sequences: sequences, tokens: tokens,
-                                  causal: causal, context: context, times: times)
-            } else {
-                forward(layer, x, ws, sequences: sequences, tokens: tokens, causal: causal,
-                        context: context, times: times)
-            }
+            let pruned = firstTokenOnly && index == layers.count - 1
+            adapters[index].preAttention?.apply(x, layout: layout, firstTokenOnly: false,
+                                                context: context, times: times)
+            attention(layer, x, ws, layout: layout, causal: causal, firstTokenOnly: pruned,
+                      context: context, times: times)
+            adapters[index].preMLP?.apply(x, layout: layout, firstTokenOnly: pruned,
+                                          context: context, times: times)
+            mlp(layer, x, ws, layout: layout, firstTokenOnly: pruned, context: context, times: times)
         }
     }
 
-    /// The last block when only each sequence's token 0 is read afterwards.
-    private func forwardFirstToken(_ layer: EncoderLayer, _ x: Tensor, _ ws: EncoderWorkspace,
-                                   sequences: Int, tokens: Int, causal: Bool,
-                                   context: ComputeContext, times: StageTimes?) {
-        let rows = ws.rows, d = shape.hiddenSize, stride = tokens * d
-        times.measure("layernorm") { layer.layerNorm1(x.data, rows: rows, into: ws.normed.data, context: context) }
-        times.measure("qkv") { layer.qkv(ws.normed.data, rows: rows, into: ws.qkv.data, context: context) }
-        times.measure("attention") {
-            Functional.attention(qkv: ws.qkv.data, sequences: sequences, tokens: tokens, queries: 1,
-                                 heads: shape.heads, headDim: shape.headDim, causal: causal,
-                                 into: ws.attended.data, context: context) // (sequences, d)
-        }
-        times.measure("out_proj") {
-            layer.outProjection(ws.attended.data, rows: sequences, into: x.data, ldy: stride,
-                                accumulate: true, context: context)
-        }
-        times.measure("layernorm") {
-            layer.layerNorm2(x.data, rows: sequences, ldx: stride, into: ws.normed.data, context: context)
-        }
-        times.measure("mlp_fc1") {
-            layer.fc1(ws.normed.data, rows: sequences, into: ws.hidden.data, activation: activation, context: context)
-        }
-        times.measure("mlp_fc2") {
-            layer.fc2(ws.hidden.data, rows: sequences, into: x.data, ldy: stride, accumulate: true, context: context)
-        }
-    }
-
-    private func forward(_ layer: EncoderLayer, _ x: Tensor, _ ws: EncoderWorkspace,
-                         sequences: Int, tokens: Int, causal: Bool, context: ComputeContext,
-                         times: StageTimes?) {
-        let rows = ws.rows
+    /// x += out_proj(attn(ln_1(x))). With `firstTokenOnly`, attends from token 0 only and
+    /// updates only the token-0 rows.
+    private func attention(_ layer: EncoderLayer, _ x: Tensor, _ ws: EncoderWorkspace,
+                           layout: SequenceLayout, causal: Bool, firstTokenOnly: Bool,
+                           context: ComputeContext, times: StageTimes?) {
+        let rows = layout.rows, sequences = layout.sequences, tokens = layout.tokens
+        let stride = tokens * shape.hiddenSize
         times.measure("layernorm") { layer.layerNorm1(x.data, rows: rows, into: ws.normed.data, context: context) }
         times.measure("qkv") { layer.qkv(ws.normed.data, rows: rows, into: ws.qkv.data, context: context) }
         times.measure("attention") {
             Functional.attention(qkv: ws.qkv.data, sequences: sequences, tokens: tokens,
-                                 heads: shape.heads, headDim: shape.headDim, causal: causal,
-                                 into: ws.attended.data, context: context)
+                                 queries: firstTokenOnly ? 1 : tokens, heads: shape.heads,
+                                 headDim: shape.headDim, causal: causal, into: ws.attended.data,
+                                 context: context)
         }
-        // x += out_proj(attn), the residual fused into the GEMM epilogue
+        // the residual add is fused into the GEMM epilogue
         times.measure("out_proj") {
-            layer.outProjection(ws.attended.data, rows: rows, into: x.data, accumulate: true, context: context)
+            if firstTokenOnly {
+                layer.outProjection(ws.attended.data, rows: sequences, into: x.data, ldy: stride,
+                                    accumulate: true, context: context)
+            } else {
+                layer.outProjection(ws.attended.data, rows: rows, into: x.data, accumulate: true, context: context)
+            }
         }
-        times.measure("layernorm") { layer.layerNorm2(x.data, rows: rows, into: ws.normed.data, context: context) }
+    }
+
+    /// x += mlp(ln_2(x)), on token-0 rows only with `firstTokenOnly`.
+    private func mlp(_ layer: EncoderLayer, _ x: Tensor, _ ws: EncoderWorkspace,
+                     layout: SequenceLayout, firstTokenOnly: Bool, context: ComputeContext,
+                     times: StageTimes?) {
+        let rows = firstTokenOnly ? layout.sequences : layout.rows
+        let ldx = firstTokenOnly ? layout.tokens * shape.hiddenSize : shape.hiddenSize
+        times.measure("layernorm") {
+            layer.layerNorm2(x.data, rows: rows, ldx: ldx, into: ws.normed.data, context: context)
+        }
         times.measure("mlp_fc1") {
             layer.fc1(ws.normed.data, rows: rows, into: ws.hidden.data, activation: activation, context: context)
         }
         times.measure("mlp_fc2") {
-            layer.fc2(ws.hidden.data, rows: rows, into: x.data, accumulate: true, context: context)
+            layer.fc2(ws.hidden.data, rows: rows, into: x.data, ldy: ldx, accumulate: true, context: context)
         }
     }
+
 }

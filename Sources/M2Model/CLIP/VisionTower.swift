@@ -14,27 +14,23 @@ public final class VisionTower: @unchecked Sendable {
     let postLayerNorm: LayerNorm
     let projection: Linear         // (proj ← d), no bias
 
-    init(configuration c: CLIPVisionConfiguration, projectionDim: Int, reader: WeightReader,
-         context: ComputeContext) throws {
-        typealias N = HFCLIPNames.Vision
+    init(configuration c: CLIPVisionConfiguration, projectionDim: Int, names n: VisionTowerNames,
+         reader: WeightReader, adapters: [Int: BlockAdapters] = [:], context: ComputeContext) throws {
         configuration = c
         self.projectionDim = projectionDim
         let d = c.encoder.hiddenSize, p = c.patchSize
         patchEmbedding = Linear(
-            weight: try reader.floats(N.patchEmbedding, shape: [d, c.channels, p, p]), bias: nil,
+            weight: try reader.floats(n.patchEmbedding, shape: [d, c.channels, p, p]), bias: nil,
             inFeatures: c.channels * p * p, outFeatures: d, context: context)
-        classEmbedding = try reader.floats(N.classEmbedding, shape: [d])
+        classEmbedding = try reader.floats(n.classEmbedding, shape: [d])
         positionEmbedding = Tensor(shape: [c.tokens, d],
-                                   values: try reader.floats(N.positionEmbedding, shape: [c.tokens, d]))
-        preLayerNorm = LayerNorm(weight: try reader.floats(N.preLayerNorm.weight, shape: [d]),
-                                 bias: try reader.floats(N.preLayerNorm.bias, shape: [d]),
-                                 epsilon: c.encoder.layerNormEps)
-        encoder = try TransformerEncoder(shape: c.encoder, names: N.layer, reader: reader, context: context)
-        postLayerNorm = LayerNorm(weight: try reader.floats(N.postLayerNorm.weight, shape: [d]),
-                                  bias: try reader.floats(N.postLayerNorm.bias, shape: [d]),
-                                  epsilon: c.encoder.layerNormEps)
-        projection = Linear(weight: try reader.floats(HFCLIPNames.visualProjection, shape: [projectionDim, d]),
-                            bias: nil, inFeatures: d, outFeatures: projectionDim, context: context)
+                                   values: try reader.floats(n.positionEmbedding, shape: [c.tokens, d]))
+        preLayerNorm = try reader.layerNorm(n.preLayerNorm, width: d, epsilon: c.encoder.layerNormEps)
+        encoder = try TransformerEncoder(shape: c.encoder, names: n.layer, reader: reader,
+                                         adapters: adapters, context: context)
+        postLayerNorm = try reader.layerNorm(n.postLayerNorm, width: d, epsilon: c.encoder.layerNormEps)
+        projection = try reader.projection(n.projection, layout: n.projectionLayout, in: d,
+                                           out: projectionDim, context: context)
     }
 
     /// The encoder output before ln_post (transformers' `last_hidden_state`).
@@ -42,13 +38,15 @@ public final class VisionTower: @unchecked Sendable {
     /// - Returns: (frames, 1+M, d).
     public func hiddenStates(pixels: UnsafePointer<Float>, frames: Int, context: ComputeContext,
                              times: StageTimes? = nil) -> Tensor {
-        encode(pixels: pixels, frames: frames, firstTokenOnly: false, context: context, times: times)
+        encode(pixels: pixels, clips: frames, framesPerClip: 1, firstTokenOnly: false,
+               context: context, times: times)
     }
 
-    /// Embedding, ln_pre and the encoder; with `firstTokenOnly` only the CLS rows of the
-    /// result are valid (see `TransformerEncoder`).
-    func encode(pixels: UnsafePointer<Float>, frames: Int, firstTokenOnly: Bool,
+    /// Embedding, ln_pre and the encoder over `clips` × `framesPerClip` frames; with
+    /// `firstTokenOnly` only the CLS rows of the result are valid (see `TransformerEncoder`).
+    func encode(pixels: UnsafePointer<Float>, clips: Int, framesPerClip: Int, firstTokenOnly: Bool,
                 context: ComputeContext, times: StageTimes?) -> Tensor {
+        let frames = clips * framesPerClip
         let c = configuration
         let d = c.encoder.hiddenSize, p = c.patchSize, side = c.imageSize / p
         let m = c.patches, tokens = c.tokens, patchLength = c.channels * p * p
@@ -79,23 +77,27 @@ public final class VisionTower: @unchecked Sendable {
             }
             preLayerNorm(x.data, rows: frames * tokens, into: x.data, context: context)
         }
-        encoder(x, sequences: frames, tokens: tokens, causal: false, firstTokenOnly: firstTokenOnly,
-                context: context, times: times)
+        encoder(x, layout: SequenceLayout(clips: clips, frames: framesPerClip, tokens: tokens),
+                causal: false, firstTokenOnly: firstTokenOnly, context: context, times: times)
         return x
     }
 
     /// Projected image embeddings (not normalised). - Returns: (frames, projectionDim).
     public func callAsFunction(pixels: UnsafePointer<Float>, frames: Int, context: ComputeContext,
                                times: StageTimes? = nil) -> Tensor {
-        let hidden = encode(pixels: pixels, frames: frames, firstTokenOnly: true, context: context, times: times)
-        return times.measure("head") {
-            let d = configuration.encoder.hiddenSize
-            let pooled = Tensor(shape: [frames, d])
-            postLayerNorm(hidden.data, rows: frames, ldx: configuration.tokens * d, into: pooled.data,
-                          context: context)
-            let out = Tensor(shape: [frames, projectionDim])
-            projection(pooled.data, rows: frames, into: out.data, context: context)
-            return out
-        }
+        let hidden = encode(pixels: pixels, clips: frames, framesPerClip: 1, firstTokenOnly: true,
+                            context: context, times: times)
+        return times.measure("head") { frameEmbeddings(hidden, frames: frames, context: context) }
+    }
+
+    /// ln_post(CLS) · projection for every frame of encoder output (frames, 1+M, d).
+    func frameEmbeddings(_ hidden: Tensor, frames: Int, context: ComputeContext) -> Tensor {
+        let d = configuration.encoder.hiddenSize
+        let pooled = Tensor(shape: [frames, d])
+        postLayerNorm(hidden.data, rows: frames, ldx: configuration.tokens * d, into: pooled.data,
+                      context: context)
+        let out = Tensor(shape: [frames, projectionDim])
+        projection(pooled.data, rows: frames, into: out.data, context: context)
+        return out
     }
 }

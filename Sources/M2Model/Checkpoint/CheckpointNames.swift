@@ -1,5 +1,35 @@
 /// Every tensor name of the checkpoint formats m2clip reads lives in this file.
-///
+
+/// Where each tensor of a CLIP image tower lives in one checkpoint format.
+struct VisionTowerNames: Sendable {
+    let prefix: String
+    let patchEmbedding: String
+    let classEmbedding: String
+    let positionEmbedding: String
+    let preLayerNorm: String
+    let postLayerNorm: String
+    let projection: String
+    let projectionLayout: ProjectionLayout
+    let layer: @Sendable (Int) -> BlockNames
+    let buffers: Set<String>
+}
+
+/// Where each tensor of a CLIP text tower lives in one checkpoint format.
+struct TextTowerNames: Sendable {
+    let tokenEmbedding: String
+    let positionEmbedding: String
+    let finalLayerNorm: String
+    let projection: String
+    let projectionLayout: ProjectionLayout
+    let layer: @Sendable (Int) -> BlockNames
+    let buffers: Set<String>
+    /// True for names that belong to the text tower (to skip it when loading vision only).
+    let owns: @Sendable (String) -> Bool
+}
+
+/// How a projection matrix is stored: (out, in) as Hugging Face, or (in, out) as OpenAI.
+enum ProjectionLayout: Sendable { case outIn, inOut }
+
 /// Hugging Face `CLIPModel` (spec §8). Linear weights are (out, in).
 enum HFCLIPNames {
     static let logitScale = "logit_scale"
@@ -25,6 +55,113 @@ enum HFCLIPNames {
         static let finalLayerNorm = "text_model.final_layer_norm"
         static func layer(_ i: Int) -> BlockNames { .huggingFace("text_model.encoder.layers.\(i)") }
         static let buffers: Set<String> = ["text_model.embeddings.position_ids"]
+    }
+
+    static let vision = VisionTowerNames(
+        prefix: Vision.prefix, patchEmbedding: Vision.patchEmbedding,
+        classEmbedding: Vision.classEmbedding, positionEmbedding: Vision.positionEmbedding,
+        preLayerNorm: Vision.preLayerNorm, postLayerNorm: Vision.postLayerNorm,
+        projection: visualProjection, projectionLayout: .outIn, layer: Vision.layer,
+        buffers: Vision.buffers)
+
+    static let text = TextTowerNames(
+        tokenEmbedding: Text.tokenEmbedding, positionEmbedding: Text.positionEmbedding,
+        finalLayerNorm: Text.finalLayerNorm, projection: textProjection, projectionLayout: .outIn,
+        layer: Text.layer, buffers: Text.buffers,
+        owns: { $0.hasPrefix(Text.prefix) || $0 == textProjection })
+}
+
+/// OpenAI CLIP names (spec §8), which the authors' M²-CLIP release and m2clip's model files
+/// build on. Projections are (in, out); attention has one fused in-projection.
+enum OpenAICLIPNames {
+    static let logitScale = "logit_scale"
+    static let visualPrefix = "visual."
+
+    static func block(_ p: String) -> BlockNames {
+        BlockNames(attention: .fused(weight: "\(p).attn.in_proj_weight", bias: "\(p).attn.in_proj_bias"),
+                   outProjection: "\(p).attn.out_proj", layerNorm1: "\(p).ln_1",
+                   layerNorm2: "\(p).ln_2", fc1: "\(p).mlp.c_fc", fc2: "\(p).mlp.c_proj")
+    }
+
+    static func visualBlock(_ i: Int) -> String { "visual.transformer.resblocks.\(i)" }
+    static func textBlock(_ i: Int) -> String { "transformer.resblocks.\(i)" }
+
+    static let vision = VisionTowerNames(
+        prefix: visualPrefix, patchEmbedding: "visual.conv1.weight",
+        classEmbedding: "visual.class_embedding", positionEmbedding: "visual.positional_embedding",
+        preLayerNorm: "visual.ln_pre", postLayerNorm: "visual.ln_post", projection: "visual.proj",
+        projectionLayout: .inOut, layer: { block(visualBlock($0)) }, buffers: [])
+
+    static let text = TextTowerNames(
+        tokenEmbedding: "token_embedding.weight", positionEmbedding: "positional_embedding",
+        finalLayerNorm: "ln_final", projection: "text_projection", projectionLayout: .inOut,
+        layer: { block(textBlock($0)) }, buffers: [],
+        owns: { !$0.hasPrefix(visualPrefix) && $0 != logitScale })
+}
+
+extension TEDConfiguration.Position {
+    /// The release's module name for the position.
+    var moduleName: String { self == .preAttention ? "adapter_pre_attn" : "adapter_pre_mlp" }
+}
+
+/// The authors' M²-CLIP release on top of the OpenAI names (spec §8), which is also the
+/// naming inside m2clip's `.m2c` model files.
+enum M2CLIPNames {
+    typealias AdapterPosition = TEDConfiguration.Position
+
+    /// TED-Adapter in visual block `layer` at `position`: TE is fc1 → conv → fc2, TD is
+    /// offset_adapter.{fc1, conv, fc2}.
+    struct TEDAdapter {
+        let prefix: String
+        var teFC1: String { prefix + ".fc1" }
+        var teConv: String { prefix + ".conv" }
+        var teFC2: String { prefix + ".fc2" }
+        var tdFC1: String { prefix + ".offset_adapter.fc1" }
+        var tdConv: String { prefix + ".offset_adapter.conv" }
+        var tdFC2: String { prefix + ".offset_adapter.fc2" }
+    }
+
+    static func ted(layer: Int, position: AdapterPosition) -> TEDAdapter {
+        TEDAdapter(prefix: "\(OpenAICLIPNames.visualBlock(layer)).\(position.moduleName)")
+    }
+
+    static let postAdapterFC1 = "visual.t_adapter.fc1"
+    static let postAdapterConv = "visual.t_adapter.conv"
+    static let postAdapterFC2 = "visual.t_adapter.fc2"
+    static let videoClassifier = "visual.adapter_fc"
+
+    static func textAdapterFC1(layer: Int) -> String { "\(OpenAICLIPNames.textBlock(layer)).adapter_pre_mlp.textad_fc1" }
+    static func textAdapterFC2(layer: Int) -> String { "\(OpenAICLIPNames.textBlock(layer)).adapter_pre_mlp.textad_fc2" }
+
+    /// Training-only parts of the release that inference skips: the CMLM head and the CMLM
+    /// cross-attention block (the text block after the last CLIP one).
+    static let mlmPrefix = "mlm_adapter."
+
+    /// True for the adapters' and heads' tensors (what training changes).
+    static func isTrainable(_ name: String) -> Bool {
+        name.contains(".adapter_pre_") || name.hasPrefix("visual.t_adapter.")
+            || name.hasPrefix(videoClassifier + ".") || name.hasPrefix(mlmPrefix)
+    }
+
+    /// True for tensors of text block `index ≥ first` (the release's CMLM block 12).
+    static func isTextBlock(_ name: String, atOrAfter first: Int) -> Bool {
+        let prefix = "transformer.resblocks."
+        guard name.hasPrefix(prefix) else { return false }
+        let rest = name.dropFirst(prefix.count)
+        guard let index = Int(rest.prefix { $0.isNumber }) else { return false }
+        return index >= first
+    }
+
+    /// m2clip's own tensors in a model file.
+    static let labelTextEmbeddings = "m2clip.label_text_embeds"
+
+    /// `__metadata__` keys of a model file.
+    enum Metadata {
+        static let format = "m2clip.format"
+        static let configuration = "m2clip.config"
+        static let labels = "m2clip.labels"
+        static let tokenizerVocabulary = "m2clip.tokenizer.vocab_json"
+        static let tokenizerMerges = "m2clip.tokenizer.merges_txt"
     }
 }
 

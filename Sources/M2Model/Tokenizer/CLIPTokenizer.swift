@@ -39,9 +39,22 @@ public struct CLIPTokenizer: Sendable {
     ///
     /// - Throws: `TokenizerError` naming the file (and line) at fault.
     public init(vocabularyFile: String, mergesFile: String) throws {
-        let vocabulary = try TokenizerFiles.readVocabulary(path: vocabularyFile)
-        let mergeLines = try TokenizerFiles.readMerges(path: mergesFile)
+        try self.init(vocabulary: try TokenizerFiles.readVocabulary(path: vocabularyFile),
+                      merges: try TokenizerFiles.readMerges(path: mergesFile),
+                      vocabularySource: vocabularyFile, mergesSource: mergesFile)
+    }
 
+    /// The same from the files' contents, e.g. as stored inside a model file; `source` names
+    /// where they came from in errors.
+    public init(vocabularyJSON: [UInt8], merges: [UInt8], source: String) throws {
+        let vocabularySource = "\(source) vocab.json", mergesSource = "\(source) merges.txt"
+        try self.init(vocabulary: try TokenizerFiles.readVocabulary(bytes: vocabularyJSON, path: vocabularySource),
+                      merges: try TokenizerFiles.readMerges(bytes: merges, path: mergesSource),
+                      vocabularySource: vocabularySource, mergesSource: mergesSource)
+    }
+
+    private init(vocabulary: [[UInt8]: Int32], merges mergeLines: [TokenizerFiles.MergeLine],
+                 vocabularySource vocabularyFile: String, mergesSource mergesFile: String) throws {
         func specialID(_ token: String) throws(TokenizerError) -> Int32 {
             guard let id = vocabulary[Array(token.utf8)] else {
                 throw TokenizerError(file: vocabularyFile, message: "no \(token) token in the vocabulary")

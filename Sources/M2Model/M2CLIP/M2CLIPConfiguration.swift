@@ -1,0 +1,141 @@
+import Foundation
+
+/// Everything about an M²-CLIP model that is not a weight (spec §1–4), stored as JSON in a
+/// model file's `__metadata__`. Every choice the paper and the public release disagree on is
+/// a field here.
+public struct M2CLIPConfiguration: Codable, Sendable, Equatable {
+    /// The CLIP backbone's sizes.
+    public var clip: CLIPConfiguration
+    public var ted: TEDConfiguration
+    public var postAdapter: PostAdapterConfiguration
+    public var textAdapter: TextAdapterConfiguration
+    /// Outputs of the supervised VC head; 0 when the model has none.
+    public var classes: Int
+    /// Frames per clip the model was trained with (the default sampling length).
+    public var frames: Int
+    /// Prompt of the class text embeddings; `{}` stands for the label.
+    public var promptTemplate: String
+    /// False when the VC head has never been trained (a model built from plain CLIP): then
+    /// classification defaults to zero-shot.
+    public var vcHeadTrained: Bool
+
+    public init(clip: CLIPConfiguration, ted: TEDConfiguration, postAdapter: PostAdapterConfiguration,
+                textAdapter: TextAdapterConfiguration, classes: Int, frames: Int = 8,
+                promptTemplate: String = "A video of {}", vcHeadTrained: Bool) {
+        self.clip = clip
+        self.ted = ted
+        self.postAdapter = postAdapter
+        self.textAdapter = textAdapter
+        self.classes = classes
+        self.frames = frames
+        self.promptTemplate = promptTemplate
+        self.vcHeadTrained = vcHeadTrained
+    }
+
+    /// The prompt for one label.
+    public func prompt(for label: String) -> String {
+        promptTemplate.replacingOccurrences(of: "{}", with: label)
+    }
+
+    /// Checks the fields against each other; errors name the field.
+    public func validate(source: String) throws {
+        func check(_ ok: Bool, _ field: String, _ why: String) throws {
+            if !ok { throw CheckpointError(file: source, "field \(field): \(why)") }
+        }
+        let layers = clip.vision.encoder.layers
+        try check(ted.layers.allSatisfy { (0..<layers).contains($0) }, "ted.layers",
+                  "\(ted.layers) has a layer outside 0..<\(layers)")
+        try check(Set(ted.layers).count == ted.layers.count, "ted.layers", "repeats a layer")
+        try check(ted.layers.isEmpty || ted.width > 0, "ted.width", "must be positive")
+        try check(Set(ted.positions).count == ted.positions.count, "ted.positions", "repeats a position")
+        try check(!postAdapter.enabled || postAdapter.width > 0, "postAdapter.width", "must be positive")
+        let textLayers = clip.text.encoder.layers
+        try check(textAdapter.layers.allSatisfy { (0..<textLayers).contains($0) }, "textAdapter.layers",
+                  "\(textAdapter.layers) has a layer outside 0..<\(textLayers)")
+        try check(textAdapter.layers.isEmpty || textAdapter.width > 0, "textAdapter.width", "must be positive")
+        try check(classes >= 0, "classes", "must not be negative")
+        try check(frames >= 1, "frames", "must be at least 1")
+        try check(promptTemplate.contains("{}"), "promptTemplate", "must contain {} for the label")
+        let grid = clip.vision.imageSize / clip.vision.patchSize
+        try check(grid * grid == clip.vision.patches, "clip.vision", "patch grid is not square")
+    }
+}
+
+/// TED-Adapters in the image tower (spec §2).
+public struct TEDConfiguration: Codable, Sendable, Equatable {
+    /// Before which sub-block of a block an adapter sits.
+    public enum Position: String, Codable, Sendable, CaseIterable {
+        case preAttention, preMLP
+    }
+
+    /// Before which sub-blocks an adapter sits.
+    public var positions: [Position]
+    /// Which blocks have adapters.
+    public var layers: [Int]
+    /// Bottleneck width r.
+    public var width: Int
+    /// The TE branch (temporal enhancement) is present.
+    public var temporalEnhancement: Bool
+    /// The TD branch (temporal difference) is present.
+    public var temporalDifference: Bool
+
+    public init(positions: [Position], layers: [Int], width: Int, temporalEnhancement: Bool = true,
+                temporalDifference: Bool = true) {
+        self.positions = positions
+        self.layers = layers
+        self.width = width
+        self.temporalEnhancement = temporalEnhancement
+        self.temporalDifference = temporalDifference
+    }
+
+    public var isEmpty: Bool { positions.isEmpty || layers.isEmpty || !(temporalEnhancement || temporalDifference) }
+}
+
+/// The temporal adapter after the visual projection (public release; spec §2).
+public struct PostAdapterConfiguration: Codable, Sendable, Equatable {
+    public var enabled: Bool
+    public var width: Int
+
+    public init(enabled: Bool, width: Int) {
+        self.enabled = enabled
+        self.width = width
+    }
+}
+
+/// Text adapters before the FFN of some text blocks (spec §3).
+public struct TextAdapterConfiguration: Codable, Sendable, Equatable {
+    public var layers: [Int]
+    public var width: Int
+
+    public init(layers: [Int], width: Int) {
+        self.layers = layers
+        self.width = width
+    }
+}
+
+extension M2CLIPConfiguration {
+    /// The public release's adapter placements (spec §2): K400 puts the TED-Adapter before
+    /// the FFN of every block, SSv2 before both sub-blocks.
+    public enum Preset: String, CaseIterable, Sendable {
+        case k400, ssv2
+
+        public var positions: [TEDConfiguration.Position] {
+            self == .k400 ? [.preMLP] : [.preAttention, .preMLP]
+        }
+    }
+
+    /// The release's recipe on a CLIP backbone: r = 384 for width 768 (half the width in
+    /// general), post adapter 256, one text adapter in the last text block.
+    public static func preset(_ preset: Preset, clip: CLIPConfiguration, classes: Int,
+                              vcHeadTrained: Bool) -> M2CLIPConfiguration {
+        M2CLIPConfiguration(
+            clip: clip,
+            ted: TEDConfiguration(positions: preset.positions,
+                                  layers: Array(0..<clip.vision.encoder.layers),
+                                  width: clip.vision.encoder.hiddenSize / 2),
+            postAdapter: PostAdapterConfiguration(enabled: true, width: clip.projectionDim / 2),
+            textAdapter: TextAdapterConfiguration(layers: [clip.text.encoder.layers - 1],
+                                                  width: clip.text.encoder.hiddenSize * 3 / 4),
+            classes: classes, vcHeadTrained: vcHeadTrained)
+    }
+}
