@@ -34,6 +34,9 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "TED-Adapter positions, comma-separated: preAttention, preMLP (CLIP sources).")
     var tedPositions: String?
 
+    @Option(help: "A Hugging Face style config.json with the CLIP sizes of --openai / --authors weights (default: read off the tensor shapes, assuming 64-wide heads).")
+    var clipConfig: String?
+
     @Option(help: "Frames per clip the model expects.")
     var frames = 8
 
@@ -91,7 +94,8 @@ struct ConvertCommand: ParsableCommand {
         let options = Conversion.Options(
             labels: try LabelSet.load(path: labels), preset: preset.flatMap(M2CLIPConfiguration.Preset.init),
             tedLayers: try parsedLayers(), tedPositions: try parsedPositions(), frames: frames,
-            promptTemplate: template, tokenizerDirectory: tokenizer)
+            promptTemplate: template, tokenizerDirectory: tokenizer,
+            clip: try clipConfig.map { try CLIPConfiguration.load(path: $0) })
         let model = try Conversion.convert(source, options: options, output: out, context: context)
         print("wrote \(out): \(ModelSummary(model).oneLine)")
     }

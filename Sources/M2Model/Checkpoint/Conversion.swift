@@ -28,10 +28,15 @@ public enum Conversion {
         public var tokenizerDirectory: String?
         /// Seed of the fresh adapter initialisation.
         public var seed: UInt64
+        /// The CLIP sizes of OpenAI-named or release weights, instead of reading them off the
+        /// tensors' shapes (which assumes OpenAI's 64-wide heads).
+        public var clip: CLIPConfiguration?
 
         public init(labels: [String], preset: M2CLIPConfiguration.Preset? = nil, tedLayers: [Int]? = nil,
                     tedPositions: [TEDConfiguration.Position]? = nil, frames: Int = 8,
-                    promptTemplate: String = "A video of {}", tokenizerDirectory: String? = nil, seed: UInt64 = 0) {
+                    promptTemplate: String = "A video of {}", tokenizerDirectory: String? = nil, seed: UInt64 = 0,
+                    clip: CLIPConfiguration? = nil) {
+            self.clip = clip
             self.labels = labels
             self.preset = preset
             self.tedLayers = tedLayers
@@ -60,7 +65,7 @@ public enum Conversion {
             checkpointDirectory = directory
         case .openAI(let weights):
             let file = try open(weights)
-            let clip = try inferCLIP(file)
+            let clip = try options.clip ?? inferCLIP(file)
             store = try copy(file, keeping: { !$0.hasPrefix(M2CLIPNames.mlmPrefix) })
             configuration = try freshConfiguration(clip: clip, options: options)
             try addFreshAdapters(to: store, configuration: configuration, seed: options.seed)
@@ -220,7 +225,7 @@ public enum Conversion {
 
     /// The configuration of a release state dict, read off its tensor names and shapes.
     static func inferM2CLIP(_ file: SafeTensorsFile, options: Options) throws -> M2CLIPConfiguration {
-        let clip = try inferCLIP(file)
+        let clip = try options.clip ?? inferCLIP(file)
         var positions: [TEDConfiguration.Position] = [], layers: [Int] = []
         var width = 0, te = false, td = false
         for layer in 0..<clip.vision.encoder.layers {

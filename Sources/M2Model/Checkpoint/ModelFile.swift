@@ -53,15 +53,7 @@ public enum ModelFile {
             guard let shape = weights.shape(of: name) else { continue }
             try writer.add(name: name, shape: shape, floats: try weights.floats(name))
         }
-        try writer.add(name: M2CLIPNames.labelTextEmbeddings,
-                       shape: [model.labels.count, model.configuration.clip.projectionDim],
-                       floats: model.labelEmbeddings.array)
-        writer.metadata = try metadata(for: model)
-        do {
-            try writer.write(to: path)
-        } catch let error as SafeTensorsError {
-            throw CheckpointError(file: path, "cannot write: \(error.message)")
-        }
+        try finish(&writer, model: model, path: path)
     }
 
     /// Rewrites a model file with the model's current labels, template and label embeddings,
@@ -78,6 +70,11 @@ public enum ModelFile {
             let info = source.info(name)!
             try writer.add(name: name, dtype: info.dtype, shape: info.shape, bytes: try source.bytes(name))
         }
+        try finish(&writer, model: model, path: path)
+    }
+
+    /// Adds the label embeddings and the metadata, and writes.
+    private static func finish(_ writer: inout SafeTensorsWriter, model: M2CLIPModel, path: String) throws {
         try writer.add(name: M2CLIPNames.labelTextEmbeddings,
                        shape: [model.labels.count, model.configuration.clip.projectionDim],
                        floats: model.labelEmbeddings.array)
