@@ -14,7 +14,7 @@ Files:
     weights.safetensors       F16, release-like superset: TED-Adapters at adapter_pre_attn and
                               adapter_pre_mlp of visual blocks 0 and 1, both branches (TE and TD);
                               visual.t_adapter; text adapter in text block 1; visual.adapter_fc
-                              (5, 32); logit_scale 2.3 (exp ≈ 9.97). Also what inference must skip:
+                              (5, 32); logit_scale 2.3 (float16 2.30078, exp 9.9817). Inference must skip:
                               the CMLM text block transformer.resblocks.2.* (a copy of block 1),
                               its adapter, and mlm_adapter.* (20-word MLM head).
     weights-clip.safetensors  F16, the same CLIP tensors (identical values), visual.adapter_fc, and
@@ -63,13 +63,12 @@ Run from the repository root (CPU, a few seconds):
 import argparse
 import copy
 import json
-import math
 import os
 import sys
 import time
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import m2clip_reference as ref  # noqa: E402
@@ -145,10 +144,35 @@ def build_weights(seed: int):
     return full, clip
 
 
-def write_safetensors(path, tensors, dtype, metadata=None):
-    if os.path.exists(path):
-        os.remove(path)
-    save_file({n: t.to(dtype).contiguous() for n, t in sorted(tensors.items())}, path, metadata=metadata)
+SAFETENSORS_DTYPES = {torch.int64: "I64", torch.float32: "F32", torch.float16: "F16"}
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """A byte-reproducible safetensors file (safetensors' own writer orders the metadata at
+    random): keys sorted, tensors ordered by element size (largest first, so every tensor stays
+    aligned to its element size) then name, header padded with spaces to a multiple of 8."""
+    import struct
+
+    order = sorted(tensors, key=lambda n: (-tensors[n].element_size(), n))
+    header, blobs, offset = {}, [], 0
+    for name in order:
+        t = tensors[name].contiguous()
+        data = t.numpy().tobytes()  # little-endian, as the format requires
+        header[name] = {"dtype": SAFETENSORS_DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    if metadata:
+        header["__metadata__"] = metadata
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for data in blobs:
+            f.write(data)
+    again = load_file(path)
+    assert all(torch.equal(again[n], tensors[n]) for n in tensors), f"{path}: round trip failed"
 
 
 @torch.no_grad()
@@ -206,7 +230,7 @@ def main() -> int:
     files = {"weights.safetensors": full, "weights-clip.safetensors": clip}
     meta = {"producer": "scripts/reference/make_m2clip_fixture.py", "names": "authors' M2-CLIP release"}
     for name, tensors in files.items():
-        write_safetensors(os.path.join(args.out, name), tensors, torch.float16, meta)
+        write_safetensors(os.path.join(args.out, name), {n: t.half() for n, t in tensors.items()}, meta)
     BASE.save(os.path.join(args.out, "config.json"))
     ids_lists = label_token_ids(args.seed)
     with open(os.path.join(args.out, "labels.json"), "w") as f:
@@ -261,9 +285,9 @@ def main() -> int:
     ve = {c[0]: reference[f"case.{c[0]}.video_embed"] for c in CASES}
     assert not torch.allclose(reference["case.te_only.frame_embeds"], reference["case.td_only.frame_embeds"])
 
-    save_file({n: (t.contiguous() if t.dtype == torch.int64 else t.float().contiguous())
-               for n, t in sorted(reference.items())},
-              os.path.join(args.out, "reference.safetensors"), metadata=ref_meta)
+    write_safetensors(os.path.join(args.out, "reference.safetensors"),
+                      {n: (t if t.dtype == torch.int64 else t.float()) for n, t in reference.items()},
+                      ref_meta)
     with open(os.path.join(args.out, "cases.json"), "w") as f:
         json.dump({"cases": cases_json}, f, indent=1)
         f.write("\n")

@@ -19,9 +19,11 @@ from Sources/M2Model/Resources/clip-tokenizer) stores frame_embeds (T, 512), cli
 video_embed (512), vc_logits (400), label_text_embeds (400, 512), label_scores (400),
 label_token_ids (400, 77), logit_scale_exp.
 
-Unless --reference-only, it then runs for each variant
+Unless --reference-only, it then runs for each variant (m2clip infers the configuration from the
+tensor names; the preset only asserts the TED placement: premlp -> k400, preattn_premlp -> ssv2)
 
-    m2clip convert --from authors --weights W --config C --labels labels.txt --out WORK/V/model.m2c
+    m2clip convert --authors WORK/V/weights.safetensors --labels WORK/V/labels.txt --preset P
+        --out WORK/V/model.m2c
     m2clip embed --model WORK/V/model.m2c --pixels WORK/pixels-T{T}.safetensors --json
 
 expecting JSON with frame_embeds [T][512], video_embed [512], vc_logits [C], label_scores [C]
@@ -69,6 +71,7 @@ COSINE_BAR = 0.9999
 MAX_ABS_BAR = 1e-3
 
 VARIANTS = {"premlp": ["preMLP"], "preattn_premlp": ["preAttention", "preMLP"]}
+PRESETS = {"premlp": "k400", "preattn_premlp": "ssv2"}  # m2clip convert --preset
 
 
 def b16_config(positions) -> ref.M2ClipConfig:
@@ -292,11 +295,9 @@ def main() -> int:
 
         model_path = directory / "model.m2c"
         try:
-            _, seconds = run_m2clip(binary, ["convert", "--from", "authors",
-                                             "--weights", str(directory / "weights.safetensors"),
-                                             "--config", str(directory / "config.json"),
+            _, seconds = run_m2clip(binary, ["convert", "--authors", str(directory / "weights.safetensors"),
                                              "--labels", str(directory / "labels.txt"),
-                                             "--out", str(model_path)])
+                                             "--preset", PRESETS[variant], "--out", str(model_path)])
             print(f"  m2clip convert: {seconds:.1f} s")
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             print(f"error: {e}", file=sys.stderr)
@@ -310,7 +311,7 @@ def main() -> int:
                 print(f"error: {e}", file=sys.stderr)
                 return 1
             print(f"  T={frames}: m2clip embed {seconds:.1f} s")
-            print(f"    {'output':<18} {'shape':<10} {'min cosine':>12} {'max abs diff':>13} {'bar':>9}  result")
+            print(f"    {'output':<18} {'shape':<10} {'min cosine':>14} {'max abs diff':>13} {'bar':>9}  result")
             for name in ("frame_embeds", "video_embed", "vc_logits", "label_scores", "label_text_embeds"):
                 expected = references[frames][name]
                 if name not in actual:
@@ -322,8 +323,8 @@ def main() -> int:
                 cosine, max_abs, bar, passed, note = compare(name, expected, actual[name])
                 all_passed &= passed
                 shape = "x".join(str(s) for s in expected.shape)
-                cos_text = "-" if cosine is None else f"{cosine:.8f}"
-                print(f"    {name:<18} {shape:<10} {cos_text:>12} {max_abs:>13.3e} {bar:>9.1e}  "
+                cos_text = "-" if cosine is None else f"{cosine:.10f}"
+                print(f"    {name:<18} {shape:<10} {cos_text:>14} {max_abs:>13.3e} {bar:>9.1e}  "
                       f"{'pass' if passed else 'FAIL'}{'  ' + note if note else ''}")
     if args.hf_check:
         hf_check(work, args.seed)
