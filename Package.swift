@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "m2clip", targets: ["m2clip"]),
         .library(name: "M2Model", targets: ["M2Model"]),
         .library(name: "Ops", targets: ["Ops"]),
+        .library(name: "Video", targets: ["Video"]),
         .library(name: "SafeTensors", targets: ["SafeTensors"]),
         .library(name: "CKernels", targets: ["CKernels"]),
     ],
@@ -22,26 +23,41 @@ let package = Package(
             path: "Sources/CKernels",
             cSettings: [.define("_GNU_SOURCE")]
         ),
+        // FFmpeg (libavformat, libavcodec, libswscale, libavutil) from Debian's -dev packages.
+        .systemLibrary(
+            name: "CFFmpeg",
+            path: "Sources/CFFmpeg",
+            pkgConfig: "libavformat libavcodec libswscale libavutil",
+            providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libavutil-dev"])]
+        ),
         // Tensors, thread pool and fp32 ops as Swift wrappers over CKernels.
         .target(name: "Ops", dependencies: ["CKernels"]),
         // The safetensors format: validated mmap reader and writer.
         .target(name: "SafeTensors"),
+        // Video files in: FFmpeg decoding, frame sampling, CLIP preprocessing.
+        .target(name: "Video", dependencies: ["CFFmpeg", "Ops", "CKernels"]),
         // CLIP configuration, checkpoint names, tokenizer, towers.
         .target(
             name: "M2Model",
             dependencies: ["Ops", "SafeTensors"],
             resources: [.copy("Resources/clip-tokenizer")]
         ),
+        // Video → model → answers: classification of files (later: the daemon's pipelines).
+        .target(name: "Pipeline", dependencies: ["M2Model", "Video"]),
         .executableTarget(
             name: "m2clip",
             dependencies: [
                 "M2Model",
+                "Video",
+                "Pipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "KernelTests", dependencies: ["CKernels"]),
         .testTarget(name: "OpsTests", dependencies: ["Ops"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "VideoTests", dependencies: ["Video"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
         // Fixtures live in Tests/Fixtures and are found from #filePath.
         .testTarget(name: "M2ModelTests", dependencies: ["M2Model"]),
     ]

@@ -3,7 +3,8 @@
 # or with sudo available). Idempotent: does nothing when everything is there.
 set -euo pipefail
 
-packages=(pkg-config gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+packages=(pkg-config gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+          libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg)
 
 missing=()
 for p in "${packages[@]}"; do

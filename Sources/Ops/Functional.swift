@@ -19,8 +19,8 @@ public struct LayerNorm: Sendable {
     public func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, ldx: Int? = nil,
                                into y: UnsafeMutablePointer<Float>, ldy: Int? = nil,
                                context: ComputeContext) {
-        context.kernels.pointee.layernorm(x, y, weight.data, bias.data, rows, width,
-                                          ldx ?? width, ldy ?? width, epsilon)
+        m2k_layernorm_rows(context.kernels, context.pool, x, y, weight.data, bias.data, rows, width,
+                           ldx ?? width, ldy ?? width, epsilon)
     }
 }
 

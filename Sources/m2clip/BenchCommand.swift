@@ -2,14 +2,18 @@ import ArgumentParser
 import Foundation
 import M2Model
 import Ops
+import Pipeline
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Per-clip and per-stage latency of the image tower on random frames.")
+        abstract: "Per-clip and per-stage latency on random frames: the CLIP image tower, or the whole M²-CLIP video path of a model file.")
 
-    @Option(help: "A Hugging Face CLIP checkpoint directory (config.json, model.safetensors).")
+    @Option(help: "A Hugging Face CLIP checkpoint directory, or an M²-CLIP model file (.m2c).")
     var model: String
+
+    @Option(help: "Also time decoding and pre-processing one clip of this video file.")
+    var video: String?
 
     @Option(help: "Frames per clip.")
     var frames = 8
@@ -29,9 +33,25 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         let context = try engine.makeContext()
-        let clip = try CLIPModel(directory: model, towers: .vision, context: context)
-        let result = ClipBenchmark(frames: frames, iterations: iterations)
-            .run(tower: clip.vision!, modelName: model, context: context)
+        let benchmark = ClipBenchmark(frames: frames, iterations: iterations)
+        var result: ClipBenchmark.Result
+        let imageSize: Int
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory), !isDirectory.boolValue {
+            let m2clip = try ModelFile.load(path: model, context: context)
+            result = benchmark.run(model: m2clip, modelName: model, context: context)
+            imageSize = m2clip.vision.configuration.imageSize
+        } else {
+            let clip = try CLIPModel(directory: model, towers: .vision, context: context)
+            result = benchmark.run(tower: clip.vision!, modelName: model, context: context)
+            imageSize = clip.vision!.configuration.imageSize
+        }
+        if let video {
+            let decode = try DecodeBenchmark.run(path: video, frames: frames, imageSize: imageSize,
+                                                 iterations: iterations).sorted()
+            result.decodeMsMedian = ClipBenchmark.percentile(decode, 0.5)
+            result.decodeMsP90 = ClipBenchmark.percentile(decode, 0.9)
+        }
         if json {
             try printJSON(result)
             return
@@ -41,6 +61,9 @@ struct BenchCommand: ParsableCommand {
                      result.clipMsMedian, result.clipMsP90, result.clipMsMin, result.clipMsMax, result.iterations))
         print(String(format: "      %.1f GFLOP/clip, %.1f GFLOP/s at the median; peak RSS %.0f MB",
                      result.gflopPerClip, result.gflopsMedian, result.peakRSSMB))
+        if let decode = result.decodeMsMedian {
+            print(String(format: "decode + preprocess: median %.1f ms, p90 %.1f ms per clip", decode, result.decodeMsP90 ?? 0))
+        }
         print("stage          ms/clip   share")
         let total = result.stages.reduce(0) { $0 + $1.ms }
         for stage in result.stages {

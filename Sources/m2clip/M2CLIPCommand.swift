@@ -5,7 +5,7 @@ struct M2CLIPCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "m2clip",
         abstract: "M²-CLIP video action recognition on the CPU.",
-        subcommands: [ConvertCommand.self, InspectCommand.self, LabelsCommand.self, EmbedCommand.self,
+        subcommands: [ClassifyCommand.self, ConvertCommand.self, InspectCommand.self, LabelsCommand.self, EmbedCommand.self,
                       BenchCommand.self, RandomCheckpointCommand.self])
 }
 

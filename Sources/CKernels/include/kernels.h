@@ -135,6 +135,11 @@ void m2k_attention_queries(const m2k_kernels *k, m2k_pool *pool, long seqs, long
                            long queries, int heads, int head_dim, const float *qkv,
                            long ld_qkv, float *out, long ld_out, int causal);
 
+/* k->layernorm over `rows` rows, spread over the pool in bands of rows. */
+void m2k_layernorm_rows(const m2k_kernels *k, m2k_pool *pool, const float *x, float *y,
+                        const float *gamma, const float *beta, long rows, long cols, long ldx,
+                        long ldy, float eps);
+
 /* ---- depthwise convolutions (M²-CLIP adapters), channels last ----------------------- */
 
 /* Conv1d over frames, kernel 3, zero padded: x, y (clips, frames, tokens, channels);
@@ -195,7 +200,8 @@ void m2k_ref_bias_act(float *c, long ldc, int m, int n, const float *bias, m2k_a
  *   first = ybounds[0]; last = ybounds[2h-2] + ybounds[2h-1];   // input rows the window needs
  *   for each output row i: ybounds[2i] -= first;
  *   m2k_resample_rows_rgb8(src + first * stride, stride, in_w, last - first, tmp, 3 * w, w,
- *                          kx, xbounds, xcoeffs, rowscratch);    // rowscratch: 4 · in_w bytes
+ *                          kx, xbounds, xcoeffs, rowscratch);
+ *                          // rowscratch: m2k_resample_rows_scratch(in_w, w, kx) bytes
  *   m2k_resample_cols_rgb8(tmp, 3 * w, w, dst, dst_stride, h, ky, ybounds, ycoeffs,
  *                          colscratch);                          // colscratch: 3 · w int32
  *
@@ -208,7 +214,10 @@ int m2k_bicubic_taps(int in_size, int out_size);
  * [out_first, out_first + out_count) of an in_size → out_size resize; returns taps, or -1. */
 int m2k_bicubic_coeffs(int in_size, int out_size, int out_first, int out_count,
                        int32_t *bounds, int32_t *coeffs);
-/* Horizontal pass over `rows` rows of src_width RGB24 pixels → out_count pixels a row. */
+/* Bytes of scratch the horizontal pass needs. */
+size_t m2k_resample_rows_scratch(int src_width, int out_count, int ksize);
+/* Horizontal pass over `rows` rows of src_width RGB24 pixels → out_count pixels a row.
+ * Never reads beyond the `rows` rows given. */
 void m2k_resample_rows_rgb8(const uint8_t *src, long src_stride, int src_width, long rows,
                             uint8_t *dst, long dst_stride, int out_count, int ksize,
                             const int32_t *bounds, const int32_t *coeffs, uint8_t *scratch);
@@ -216,6 +225,13 @@ void m2k_resample_rows_rgb8(const uint8_t *src, long src_stride, int src_width, 
 void m2k_resample_cols_rgb8(const uint8_t *src, long src_stride, int width, uint8_t *dst,
                             long dst_stride, int out_count, int ksize, const int32_t *bounds,
                             const int32_t *coeffs, int32_t *scratch);
+/* The same two passes, always the portable build: the oracle for the AVX2 one. */
+void m2k_ref_resample_rows_rgb8(const uint8_t *src, long src_stride, int src_width, long rows,
+                                uint8_t *dst, long dst_stride, int out_count, int ksize,
+                                const int32_t *bounds, const int32_t *coeffs, uint8_t *scratch);
+void m2k_ref_resample_cols_rgb8(const uint8_t *src, long src_stride, int width, uint8_t *dst,
+                                long dst_stride, int out_count, int ksize, const int32_t *bounds,
+                                const int32_t *coeffs, int32_t *scratch);
 /* RGB24 (height, width) → float (3, height, width): (v / 255 − mean[c]) / std[c]. */
 void m2k_rgb8_to_chw_normalized(const uint8_t *src, long src_stride, int width, int height,
                                 const float mean[3], const float std[3], float *dst);

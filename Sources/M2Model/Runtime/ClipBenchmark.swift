@@ -20,6 +20,9 @@ public struct ClipBenchmark: Sendable {
         public var gflopPerClip: Double
         public var gflopsMedian: Double
         public var peakRSSMB: Double
+        /// Decoding and pre-processing one clip of a video file, when one was given.
+        public var decodeMsMedian: Double?
+        public var decodeMsP90: Double?
 
         public struct Stage: Codable, Sendable {
             public var name: String
@@ -32,6 +35,7 @@ public struct ClipBenchmark: Sendable {
             case clipMsMin = "clip_ms_min", clipMsMax = "clip_ms_max"
             case frameMsMedian = "frame_ms_median", gflopPerClip = "gflop_per_clip"
             case gflopsMedian = "gflops_median", peakRSSMB = "peak_rss_mb"
+            case decodeMsMedian = "decode_ms_median", decodeMsP90 = "decode_ms_p90"
         }
     }
 
@@ -45,22 +49,40 @@ public struct ClipBenchmark: Sendable {
         self.warmup = warmup
     }
 
+    /// The CLIP image tower alone (per-frame embeddings).
     public func run(tower: VisionTower, modelName: String, context: ComputeContext) -> Result {
         let c = tower.configuration
+        let gflop = Self.visionFLOPs(c, projectionDim: tower.projectionDim) * Double(frames) / 1e9
+        return measure(vision: c, modelName: modelName, gflopPerClip: gflop, context: context) { pixels, times in
+            _ = tower(pixels: pixels, frames: frames, context: context, times: times)
+        }
+    }
+
+    /// The whole M²-CLIP video path: image tower with adapters, temporal adapter, VC head and
+    /// zero-shot scores over the model's labels.
+    public func run(model: M2CLIPModel, modelName: String, context: ComputeContext) -> Result {
+        let c = model.vision.configuration
+        let gflop = Self.visionFLOPs(c, projectionDim: model.configuration.clip.projectionDim) * Double(frames) / 1e9
+        return measure(vision: c, modelName: modelName, gflopPerClip: gflop, context: context) { pixels, times in
+            _ = model(pixels: pixels, clips: 1, frames: frames, context: context, times: times)
+        }
+    }
+
+    func measure(vision c: CLIPVisionConfiguration, modelName: String, gflopPerClip gflop: Double,
+                 context: ComputeContext, clip: (UnsafePointer<Float>, StageTimes?) -> Void) -> Result {
         let pixels = Tensor(shape: [frames, c.channels, c.imageSize, c.imageSize])
         var rng = SplitMix64(seed: 0x5eed)
         for i in 0..<pixels.count { pixels.data[i] = rng.nextNormal() }
-        for _ in 0..<warmup { _ = tower(pixels: pixels.data, frames: frames, context: context) }
+        for _ in 0..<warmup { clip(pixels.data, nil) }
         let times = StageTimes()
         var clipMs: [Double] = []
         for _ in 0..<iterations {
             let start = DispatchTime.now().uptimeNanoseconds
-            _ = tower(pixels: pixels.data, frames: frames, context: context, times: times)
+            clip(pixels.data, times)
             clipMs.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
         }
         let sorted = clipMs.sorted()
         let median = Self.percentile(sorted, 0.5)
-        let gflop = Self.visionFLOPs(c, projectionDim: tower.projectionDim) * Double(frames) / 1e9
         return Result(
             model: modelName, kernels: context.kernelName, threads: context.threads,
             frames: frames, iterations: iterations,
