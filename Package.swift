@@ -9,6 +9,8 @@ let package = Package(
         .library(name: "M2Model", targets: ["M2Model"]),
         .library(name: "Ops", targets: ["Ops"]),
         .library(name: "Video", targets: ["Video"]),
+        .library(name: "Pipeline", targets: ["Pipeline"]),
+        .library(name: "Quantization", targets: ["Quantization"]),
         .library(name: "SafeTensors", targets: ["SafeTensors"]),
         .library(name: "CKernels", targets: ["CKernels"]),
     ],
@@ -42,6 +44,8 @@ let package = Package(
             dependencies: ["Ops", "SafeTensors"],
             resources: [.copy("Resources/clip-tokenizer")]
         ),
+        // int8 model files: which weights, how, and what it costs in accuracy.
+        .target(name: "Quantization", dependencies: ["M2Model", "Video", "SafeTensors"]),
         // Video → model → answers: classification of files (later: the daemon's pipelines).
         .target(name: "Pipeline", dependencies: ["M2Model", "Video"]),
         .executableTarget(
@@ -50,6 +54,7 @@ let package = Package(
                 "M2Model",
                 "Video",
                 "Pipeline",
+                "Quantization",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -58,6 +63,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "VideoTests", dependencies: ["Video"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
+        .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
         // Fixtures live in Tests/Fixtures and are found from #filePath.
         .testTarget(name: "M2ModelTests", dependencies: ["M2Model"]),
     ]

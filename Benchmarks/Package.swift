@@ -8,7 +8,7 @@ let package = Package(
     name: "m2clip-benchmarks",
     platforms: [.macOS(.v13)],
     dependencies: [
-        .package(path: ".."),
+        .package(name: "m2clip", path: ".."),
         .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
     ],
     targets: [
@@ -23,13 +23,24 @@ let package = Package(
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
         ),
         .executableTarget(
-            name: "VisionTower",
+            name: "ImageTower",
             dependencies: [
                 .product(name: "Benchmark", package: "package-benchmark"),
                 .product(name: "M2Model", package: "m2clip"),
                 .product(name: "Ops", package: "m2clip"),
             ],
-            path: "Benchmarks/VisionTower",
+            path: "Benchmarks/ImageTower",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
+        .executableTarget(
+            name: "VideoPath",
+            dependencies: [
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "M2Model", package: "m2clip"),
+                .product(name: "Video", package: "m2clip"),
+                .product(name: "Ops", package: "m2clip"),
+            ],
+            path: "Benchmarks/VideoPath",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
         ),
     ]

@@ -29,7 +29,8 @@ public struct ComputeError: Error, CustomStringConvertible {
 public final class ComputeContext: @unchecked Sendable {
     public let kernels: UnsafePointer<m2k_kernels>
     public let threads: Int
-    let pool: OpaquePointer?
+    /// The m2k_pool the ops run on (for C kernels called directly).
+    public let pool: OpaquePointer?
 
     /// - Parameters:
     ///   - threads: worker threads including the caller; nil uses every online CPU.

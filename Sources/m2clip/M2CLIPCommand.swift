@@ -5,7 +5,8 @@ struct M2CLIPCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "m2clip",
         abstract: "M²-CLIP video action recognition on the CPU.",
-        subcommands: [ClassifyCommand.self, ConvertCommand.self, InspectCommand.self, LabelsCommand.self, EmbedCommand.self,
+        subcommands: [ClassifyCommand.self, ConvertCommand.self, QuantizeCommand.self, InspectCommand.self,
+                      LabelsCommand.self, EmbedCommand.self,
                       BenchCommand.self, RandomCheckpointCommand.self])
 }
 

@@ -4,6 +4,12 @@
 #include "../core/internal.h"
 #include "neon_kernels.h"
 
+/* int8 micro-kernels (q8_neon.c): smmla where the CPU has it (HWCAP2_I8MM), else sdot
+ * (HWCAP_ASIMDDP), else widening multiplies. */
+extern const m2k_q8_kernel m2k_q8_neon_i8mm, m2k_q8_neon_dot, m2k_q8_neon;
+static const m2k_q8_kernel *const neon_q8[] = {&m2k_q8_neon_i8mm, &m2k_q8_neon_dot, &m2k_q8_neon,
+                                              NULL};
+
 const m2k_kernels m2k_neon_kernels = {
     .name = "neon",
     .variant = M2K_VARIANT_NEON,
@@ -16,5 +22,6 @@ const m2k_kernels m2k_neon_kernels = {
     .quickgelu = m2k_neon_quickgelu,
     .gelu = m2k_neon_gelu,
     .add = m2k_neon_add,
+    .q8_kernels = neon_q8,
 };
 #endif

@@ -80,6 +80,11 @@ typedef struct m2k_kernels {
     void (*quickgelu)(float *x, size_t n); /* in place */
     void (*gelu)(float *x, size_t n);      /* in place, exact (erf) */
     void (*add)(float *y, const float *x, size_t n); /* y += x */
+
+    /* int8 GEMM (core/q8_gemm.c): the micro-kernels this table can pack for, best first,
+     * NULL-terminated (m2k_q8_kernel is described in the int8 section below). m2k_q8_pack
+     * takes the first this CPU runs and records it in the blob; NULL: the portable one. */
+    const struct m2k_q8_kernel *const *q8_kernels;
 } m2k_kernels;
 
 /* The table for `v`, or NULL when this CPU / build cannot run it. */
@@ -145,13 +150,13 @@ void m2k_layernorm_rows(const m2k_kernels *k, m2k_pool *pool, const float *x, fl
 /* Conv1d over frames, kernel 3, zero padded: x, y (clips, frames, tokens, channels);
  * y[b,t,j,c] = bias[c] + Σ_{s∈{-1,0,1}} w[(s+1)·channels + c] · x[b,t+s,j,c]. w is (3, C):
  * the transpose of PyTorch's (C, 1, 3). */
-void m2k_temporal_dwconv3(const float *x, float *y, long clips, long frames, long tokens,
-                          long channels, const float *w, const float *bias);
+void m2k_temporal_dwconv3(m2k_pool *pool, const float *x, float *y, long clips, long frames,
+                          long tokens, long channels, const float *w, const float *bias);
 
 /* 3×3 conv per frame over a height × width grid, zero padded: x, y (frames, h, w, C);
  * w is (9, C): the transpose of PyTorch's (C, 1, 3, 3). */
-void m2k_spatial_dwconv3x3(const float *x, float *y, long frames, long height, long width,
-                           long channels, const float *w, const float *bias);
+void m2k_spatial_dwconv3x3(m2k_pool *pool, const float *x, float *y, long frames, long height,
+                           long width, long channels, const float *w, const float *bias);
 
 /* ---- thread pool ---------------------------------------------------------------------- */
 
@@ -239,6 +244,68 @@ void m2k_rgb8_to_chw_normalized(const uint8_t *src, long src_stride, int width, 
  * height × width pixels for 90 and 270. */
 void m2k_rgb8_rotate(const uint8_t *src, long src_stride, int width, int height,
                      int clockwise_degrees, uint8_t *dst, long dst_stride);
+
+/* ---- int8 GEMM -------------------------------------------------------------------------
+ *
+ * y = act(x · Wᵀ + b) with W quantized once, symmetric, one scale per output channel, and x
+ * quantized dynamically per row (token) inside the op:
+ *   w_scale[n] = max_k |W[n,k]| / 127,  Wq[n,k] = round(W[n,k] / w_scale[n])   (int8, ±127)
+ *   x_scale[m] = max_k |x[m,k]| / 127,  xq[m,k] = round(x[m,k] / x_scale[m])   (int8, ±127)
+ *   y[m,n] = x_scale[m] · w_scale[n] · Σ_k xq[m,k] · Wq[n,k] + b[n]
+ * Rounding is to nearest, ties to even (as lrintf in the default mode); an all-zero row has
+ * scale 0 and quantizes to 0. The int32 sums are exact, so every variant must give the
+ * reference's result up to the final float rounding. Variants may compute the sum as
+ * Σ (xq + 128) · Wq − 128 · Σ_k Wq (u8 × s8 for vpdpbusd) with the column sums precomputed at
+ * packing, or with sdot / smmla / widening multiplies; none may saturate. */
+
+/* One int8 micro-kernel, as the tables list them (m2k_kernels.q8_kernels). It computes an
+ * mr × nr tile of C from `groups` groups of kgroup k values:
+ *   a: the quantized rows xq + a_offset (u8 when a_offset is 128, else s8; s16 when a_bytes
+ *      is 2), either in place (a_panels 0: row i at a + i · lda bytes) or packed (a_panels 1:
+ *      element (g · mr + i) · kgroup + t);
+ *   b: a packed W panel, b[(g · nr + j) · kgroup + t] = Wq[j, g · kgroup + t];
+ *   then C[i, j] (+)= a_scale[i] · w_scale[j] · (float)(Σ + b_offset[j]) + bias[j] (bias may
+ *   be NULL; accumulate adds to C), with b_offset[j] = −a_offset · Σ_k Wq[j, k].
+ * quantize turns one row of x into xq + a_offset (kpad elements, zero-padded past kdim) and
+ * its scale, rounded as above, while it fetches `next` (the row it will quantize next, or
+ * NULL) into the cache. */
+typedef void (*m2k_q8_micro_fn)(long groups, const void *a, long lda, const int8_t *b,
+                                const int32_t *b_offset, const float *a_scale,
+                                const float *w_scale, const float *bias, float *c, long ldc,
+                                int accumulate);
+typedef struct m2k_q8_kernel {
+    const char *name;        /* "avx512-vnni", "avx2-vnni", "avx2", "neon-i8mm", "neon-dot",
+                              * "neon", "scalar" */
+    int (*runs)(void);       /* nonzero when this CPU can run it */
+    int mr, nr, kgroup;
+    int a_offset;            /* 128 (u8 × s8, vpdpbusd) or 0 (s8 × s8) */
+    int a_bytes;             /* 1, or 2: A as int16 (vpmaddwd; a_offset 0) */
+    int a_panels;            /* A layout, see above */
+    void (*quantize)(const float *x, long kdim, long kpad, int a_offset, uint8_t *q,
+                     float *scale, const float *next);
+    m2k_q8_micro_fn micro;
+} m2k_q8_kernel;
+
+/* Bytes for W (N × K) packed for this table's int8 kernel, scales and sums included. */
+size_t m2k_q8_packed_bytes(const m2k_kernels *k, long n, long kdim);
+
+/* Packs quantized weights Wq (N, K) row-major with their per-channel scales. */
+void m2k_q8_pack(const m2k_kernels *k, long n, long kdim, const int8_t *wq, const float *w_scale,
+                 void *packed);
+
+/* The per-channel symmetric quantization above: wq (N, K), w_scale (N). */
+void m2k_q8_quantize_weights(const float *w, long n, long kdim, int8_t *wq, float *w_scale);
+
+/* C(M × N, ldc) = act(x(M × K, lda) · Wᵀ + bias), or C += x · Wᵀ + bias with accumulate
+ * (then act must be NONE), with W packed by m2k_q8_pack for the same table. */
+void m2k_q8_gemm(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim, const float *x,
+                 long lda, const void *packed, float *c, long ldc, const float *bias,
+                 m2k_activation act, int accumulate);
+
+/* The oracle: the same arithmetic on unpacked Wq, straightforward loops. */
+void m2k_ref_q8_gemm(long m, long n, long kdim, const float *x, long lda, const int8_t *wq,
+                     const float *w_scale, float *c, long ldc, const float *bias,
+                     m2k_activation act, int accumulate);
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,9 @@
 
 enum { SCALAR_MR = 4, SCALAR_NR = 8 };
 
+extern const m2k_q8_kernel m2k_q8_scalar; /* q8_reference.c */
+static const m2k_q8_kernel *const scalar_q8[] = {&m2k_q8_scalar, NULL};
+
 static void scalar_sgemm_micro(long kc, const float *ap, const float *bp, float *c, long ldc,
                                int load_c) {
     float acc[SCALAR_MR][SCALAR_NR];
@@ -30,4 +33,5 @@ const m2k_kernels m2k_scalar_kernels = {
     .quickgelu = m2k_ref_quickgelu,
     .gelu = m2k_ref_gelu,
     .add = m2k_ref_add,
+    .q8_kernels = scalar_q8,
 };

@@ -3,6 +3,13 @@
 #include "../core/internal.h"
 #include "x86_kernels.h"
 
+/* int8 micro-kernels (q8_avx512.c, q8_avx2.c), best first: m2k_q8_pack takes the first this
+ * CPU runs, so an AVX-512 CPU without VNNI packs for the AVX2 ones. */
+extern const m2k_q8_kernel m2k_q8_avx512_vnni, m2k_q8_avx2_vnni, m2k_q8_avx2;
+static const m2k_q8_kernel *const avx2_q8[] = {&m2k_q8_avx2_vnni, &m2k_q8_avx2, NULL};
+static const m2k_q8_kernel *const avx512_q8[] = {&m2k_q8_avx512_vnni, &m2k_q8_avx2_vnni,
+                                                 &m2k_q8_avx2, NULL};
+
 const m2k_kernels m2k_avx2_kernels = {
     .name = "avx2",
     .variant = M2K_VARIANT_AVX2,
@@ -16,6 +23,7 @@ const m2k_kernels m2k_avx2_kernels = {
     .quickgelu = m2k_avx2_quickgelu,
     .gelu = m2k_avx2_gelu,
     .add = m2k_avx2_add,
+    .q8_kernels = avx2_q8,
 };
 
 const m2k_kernels m2k_avx512_kernels = {
@@ -31,5 +39,6 @@ const m2k_kernels m2k_avx512_kernels = {
     .quickgelu = m2k_avx512_quickgelu,
     .gelu = m2k_avx512_gelu,
     .add = m2k_avx512_add,
+    .q8_kernels = avx512_q8,
 };
 #endif

@@ -1,3 +1,4 @@
+import Ops
 import Foundation
 
 /// Wall time spent per named stage of a forward pass, for `m2clip bench`.
@@ -28,5 +29,25 @@ extension Optional where Wrapped == StageTimes {
         case .some(let times): return try times.measure(stage, body)
         case .none: return try body()
         }
+    }
+}
+
+/// The residual stream after each encoder block, copied: what the quantization report
+/// compares block by block. With the last block pruned to CLS rows, only those rows of the
+/// last entry are meaningful; `validRows` says which.
+public final class LayerTrace: @unchecked Sendable {
+    public struct Entry: Sendable {
+        public var values: [Float]
+        /// Row indices (token rows) that hold this block's output.
+        public var validRows: [Int]
+        public var width: Int
+    }
+
+    public private(set) var entries: [Entry] = []
+
+    public init() {}
+
+    func record(_ x: Tensor, rows: [Int], width: Int) {
+        entries.append(Entry(values: x.array, validRows: rows, width: width))
     }
 }

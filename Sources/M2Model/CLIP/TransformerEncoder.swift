@@ -22,9 +22,7 @@ final class EncoderLayer: @unchecked Sendable {
             }
             qkv = Linear(weight: weight, bias: bias, inFeatures: d, outFeatures: 3 * d, context: context)
         case .fused(let weight, let bias):
-            qkv = Linear(weight: try reader.floats(weight, shape: [3 * d, d]),
-                         bias: try reader.floats(bias, shape: [3 * d]),
-                         inFeatures: d, outFeatures: 3 * d, context: context)
+            qkv = try reader.linear(weight: weight, bias: bias, in: d, out: 3 * d, context: context)
         }
         outProjection = try reader.linear(names.outProjection, in: d, out: d, context: context)
         fc1 = try reader.linear(names.fc1, in: d, out: inner, context: context)
@@ -107,7 +105,8 @@ final class TransformerEncoder: @unchecked Sendable {
     ///   and MLP on CLS rows only; the other rows of x are then left as they were before
     ///   the last block. The CLS rows are the same as a full pass computes.
     func callAsFunction(_ x: Tensor, layout: SequenceLayout, causal: Bool,
-                        firstTokenOnly: Bool = false, context: ComputeContext, times: StageTimes?) {
+                        firstTokenOnly: Bool = false, context: ComputeContext, times: StageTimes?,
+                        trace: LayerTrace? = nil) {
         let ws = EncoderWorkspace(rows: layout.rows, shape: shape)
         for (index, layer) in layers.enumerated() {
             let pruned = firstTokenOnly && index == layers.count - 1
@@ -118,6 +117,10 @@ final class TransformerEncoder: @unchecked Sendable {
             adapters[index].preMLP?.apply(x, layout: layout, firstTokenOnly: pruned,
                                           context: context, times: times)
             mlp(layer, x, ws, layout: layout, firstTokenOnly: pruned, context: context, times: times)
+            if let trace {
+                let rows = pruned ? (0..<layout.sequences).map { $0 * layout.tokens } : Array(0..<layout.rows)
+                trace.record(x, rows: rows, width: shape.hiddenSize)
+            }
         }
     }
 

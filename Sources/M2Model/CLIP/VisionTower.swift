@@ -45,7 +45,7 @@ public final class VisionTower: @unchecked Sendable {
     /// Embedding, ln_pre and the encoder over `clips` × `framesPerClip` frames; with
     /// `firstTokenOnly` only the CLS rows of the result are valid (see `TransformerEncoder`).
     func encode(pixels: UnsafePointer<Float>, clips: Int, framesPerClip: Int, firstTokenOnly: Bool,
-                context: ComputeContext, times: StageTimes?) -> Tensor {
+                context: ComputeContext, times: StageTimes?, trace: LayerTrace? = nil) -> Tensor {
         let frames = clips * framesPerClip
         let c = configuration
         let d = c.encoder.hiddenSize, p = c.patchSize, side = c.imageSize / p
@@ -78,7 +78,7 @@ public final class VisionTower: @unchecked Sendable {
             preLayerNorm(x.data, rows: frames * tokens, into: x.data, context: context)
         }
         encoder(x, layout: SequenceLayout(clips: clips, frames: framesPerClip, tokens: tokens),
-                causal: false, firstTokenOnly: firstTokenOnly, context: context, times: times)
+                causal: false, firstTokenOnly: firstTokenOnly, context: context, times: times, trace: trace)
         return x
     }
 

@@ -152,6 +152,9 @@ enum M2CLIPNames {
         return index >= first
     }
 
+    /// The per-channel scales of an int8 weight.
+    static func scale(of weight: String) -> String { weight + "_scale" }
+
     /// m2clip's own tensors in a model file.
     static let labelTextEmbeddings = "m2clip.label_text_embeds"
 

@@ -7,13 +7,27 @@ protocol TensorSource {
     var origin: String { get }
     var tensorNames: [String] { get }
     func shape(of name: String) -> [Int]?
+    /// nil for tensors held as fp32 values in memory.
+    func dtype(of name: String) -> DType?
     func floats(_ name: String) throws -> [Float]
+    /// An I8 tensor's values.
+    func int8s(_ name: String) throws -> [Int8]
 }
 
 extension SafeTensorsFile: TensorSource {
     var origin: String { path }
     var tensorNames: [String] { names }
     func shape(of name: String) -> [Int]? { info(name)?.shape }
+    func dtype(of name: String) -> DType? { info(name)?.dtype }
+
+    func int8s(_ name: String) throws -> [Int8] {
+        guard let info = info(name) else { throw CheckpointError(file: path, tensor: name, "missing") }
+        guard info.dtype == .i8 else {
+            throw CheckpointError(file: path, tensor: name, "has dtype \(info.dtype), expected I8")
+        }
+        let raw = try bytes(name)
+        return raw.map { Int8(bitPattern: $0) }
+    }
 }
 
 /// Tensors held in memory, in insertion order.
@@ -40,6 +54,12 @@ final class TensorStore: TensorSource {
     func floats(_ name: String) throws -> [Float] {
         guard let entry = entries[name] else { throw CheckpointError(file: origin, tensor: name, "missing") }
         return entry.values
+    }
+
+    func dtype(of name: String) -> DType? { nil }
+
+    func int8s(_ name: String) throws -> [Int8] {
+        throw CheckpointError(file: origin, tensor: name, "is held as fp32 values, not int8")
     }
 
     func entry(_ name: String) -> Entry? { entries[name] }

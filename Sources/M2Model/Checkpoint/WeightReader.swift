@@ -48,9 +48,38 @@ final class WeightReader {
     /// A Linear from `prefix.weight` (out, in) and `prefix.bias`.
     func linear(_ prefix: String, in inFeatures: Int, out outFeatures: Int, bias: Bool = true,
                 context: ComputeContext) throws -> Linear {
-        Linear(weight: try floats(prefix + ".weight", shape: [outFeatures, inFeatures]),
-               bias: bias ? try floats(prefix + ".bias", shape: [outFeatures]) : nil,
-               inFeatures: inFeatures, outFeatures: outFeatures, context: context)
+        try linear(weight: prefix + ".weight", bias: bias ? prefix + ".bias" : nil, in: inFeatures,
+                   out: outFeatures, context: context)
+    }
+
+    /// A Linear from a weight (out, in) and an optional bias. An I8 weight is int8,
+    /// symmetric per output channel, with its scales in `weight + "_scale"` (what
+    /// `m2clip quantize` writes); its values and scales are checked here, so corrupted data
+    /// is refused at load.
+    func linear(weight: String, bias: String?, in inFeatures: Int, out outFeatures: Int,
+                context: ComputeContext) throws -> Linear {
+        let biasValues = try bias.map { try floats($0, shape: [outFeatures]) }
+        guard source.dtype(of: weight) == .i8 else {
+            return Linear(weight: try floats(weight, shape: [outFeatures, inFeatures]), bias: biasValues,
+                          inFeatures: inFeatures, outFeatures: outFeatures, context: context)
+        }
+        let shape = source.shape(of: weight) ?? []
+        guard shape == [outFeatures, inFeatures] else {
+            throw CheckpointError(file: path, tensor: weight, "has shape \(shape), expected \([outFeatures, inFeatures])")
+        }
+        let values = try source.int8s(weight)
+        if let bad = values.firstIndex(of: -128) {
+            throw CheckpointError(file: path, tensor: weight,
+                                  "value -128 at flat index \(bad): symmetric int8 weights lie in [-127, 127] (corrupted?)")
+        }
+        let scaleName = M2CLIPNames.scale(of: weight)
+        let scales = try floats(scaleName, shape: [outFeatures])
+        if let bad = scales.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
+            throw CheckpointError(file: path, tensor: scaleName, "scale \(scales[bad]) of channel \(bad) is not a finite non-negative number (corrupted?)")
+        }
+        consumed.insert(weight)
+        return Linear(quantized: values, scales: scales, bias: biasValues, inFeatures: inFeatures,
+                      outFeatures: outFeatures, context: context)
     }
 
     /// A bias-free projection stored whole under `name`, (out, in) or (in, out).

@@ -95,14 +95,14 @@ final class TEDAdapter: ResidualAdapter, @unchecked Sendable {
             }
             if let te = temporalEnhancement, let h = teHidden {
                 let conv = Tensor(shape: [teRows, r])
-                m2k_temporal_dwconv3(h.data, conv.data, layout.clips, t, firstTokenOnly ? 1 : tokens, r,
+                m2k_temporal_dwconv3(context.pool, h.data, conv.data, layout.clips, t, firstTokenOnly ? 1 : tokens, r,
                                      te.conv.weight.data, te.conv.bias.data)
                 te.fc2(conv.data, rows: teRows, into: x.data, ldy: firstTokenOnly ? tokens * d : d,
                        accumulate: true, context: context)
             }
             if let td = temporalDifference, let h = tdHidden {
                 let conv = Tensor(shape: [frames * patches, r])
-                m2k_spatial_dwconv3x3(h.data, conv.data, frames, grid, grid, r, td.conv.weight.data,
+                m2k_spatial_dwconv3x3(context.pool, h.data, conv.data, frames, grid, grid, r, td.conv.weight.data,
                                       td.conv.bias.data)
                 let out = Tensor(shape: [frames, patches, d])
                 td.fc2(conv.data, rows: frames * patches, into: out.data, context: context)
@@ -131,7 +131,7 @@ final class PostAdapter: @unchecked Sendable {
         let rows = clips * frames, r = branch.conv.channels
         let h = Tensor(shape: [rows, r]), conv = Tensor(shape: [rows, r])
         branch.fc1(embeddings.data, rows: rows, into: h.data, context: context)
-        m2k_temporal_dwconv3(h.data, conv.data, clips, frames, 1, r, branch.conv.weight.data,
+        m2k_temporal_dwconv3(context.pool, h.data, conv.data, clips, frames, 1, r, branch.conv.weight.data,
                              branch.conv.bias.data)
         branch.fc2(conv.data, rows: rows, into: embeddings.data, accumulate: true, context: context)
     }

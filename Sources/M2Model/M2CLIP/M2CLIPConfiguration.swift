@@ -18,6 +18,8 @@ public struct M2CLIPConfiguration: Codable, Sendable, Equatable {
     /// False when the VC head has never been trained (a model built from plain CLIP): then
     /// classification defaults to zero-shot.
     public var vcHeadTrained: Bool
+    /// How the weights were quantized; nil for fp32 files.
+    public var quantization: QuantizationInfo?
 
     public init(clip: CLIPConfiguration, ted: TEDConfiguration, postAdapter: PostAdapterConfiguration,
                 textAdapter: TextAdapterConfiguration, classes: Int, frames: Int = 8,
@@ -58,6 +60,22 @@ public struct M2CLIPConfiguration: Codable, Sendable, Equatable {
         try check(promptTemplate.contains("{}"), "promptTemplate", "must contain {} for the label")
         let grid = clip.vision.imageSize / clip.vision.patchSize
         try check(grid * grid == clip.vision.patches, "clip.vision", "patch grid is not square")
+    }
+}
+
+/// What `m2clip quantize` did to a model file.
+public struct QuantizationInfo: Codable, Sendable, Equatable {
+    /// "int8": symmetric, one scale per output channel; activations per token at run time.
+    public var scheme: String
+    /// Kinds of weights stored in int8 (qkv, out_proj, mlp).
+    public var operations: [String]
+    /// Image-tower blocks kept in fp32 (e.g. for outlier channels).
+    public var fp32Layers: [Int]
+
+    public init(scheme: String, operations: [String], fp32Layers: [Int]) {
+        self.scheme = scheme
+        self.operations = operations
+        self.fp32Layers = fp32Layers
     }
 }
 

@@ -130,11 +130,12 @@ public final class M2CLIPModel: @unchecked Sendable {
     /// Runs `clips` clips of `frames` frames each.
     /// - Parameter pixels: (clips · frames, C, S, S), normalised, clip-major.
     public func callAsFunction(pixels: UnsafePointer<Float>, clips: Int, frames: Int,
-                               context: ComputeContext, times: StageTimes? = nil) -> [ClipOutput] {
+                               context: ComputeContext, times: StageTimes? = nil,
+                               trace: LayerTrace? = nil) -> [ClipOutput] {
         let c = configuration.clip
         let d = c.vision.encoder.hiddenSize, p = c.projectionDim, tokens = c.vision.tokens
         let hidden = vision.encode(pixels: pixels, clips: clips, framesPerClip: frames,
-                                   firstTokenOnly: true, context: context, times: times)
+                                   firstTokenOnly: true, context: context, times: times, trace: trace)
         return times.measure("heads") {
             let embeddings = vision.frameEmbeddings(hidden, frames: clips * frames, context: context) // (clips·T, P)
             postAdapter?.apply(embeddings, clips: clips, frames: frames, context: context)

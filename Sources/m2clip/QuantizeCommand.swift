@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import M2Model
+import Quantization
+
+struct QuantizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quantize",
+        abstract: "Write an int8 model file and report what it costs in accuracy against the fp32 one.",
+        discussion: """
+        The image tower's qkv, out_proj and MLP weights become int8 (symmetric, one scale per output \
+        channel); activations are quantized per token at run time. LayerNorm, softmax, GELU, the \
+        adapters, the heads and the text tower stay fp32. The report compares both models on the \
+        --calibrate videos (or on generated clips): per-block output cosine, video embedding cosine, \
+        VC and zero-shot top-1 agreement.
+        """)
+
+    @Argument(help: "An fp32 model file (.m2c).")
+    var input: String
+
+    @Option(help: "Target precision (int8).")
+    var to: String
+
+    @Option(help: "Output model file.")
+    var out: String
+
+    @Option(parsing: .upToNextOption, help: "Video files to compare the models on (default: generated clips).")
+    var calibrate: [String] = []
+
+    @Option(help: "Generated clips to compare on when no --calibrate videos are given.")
+    var clips = 8
+
+    @Option(help: "Image-tower blocks to keep in fp32, comma-separated (outlier channels).")
+    var fp32Layers: String?
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    @OptionGroup var engine: EngineOptions
+
+    func layers() throws -> [Int] {
+        guard let fp32Layers, !fp32Layers.isEmpty else { return [] }
+        return try fp32Layers.split(separator: ",").map {
+            guard let n = Int($0.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("--fp32-layers: \"\($0)\" is not a block number")
+            }
+            return n
+        }
+    }
+
+    func validate() throws {
+        guard to == "int8" else { throw ValidationError("--to: only int8 is supported (got \(to))") }
+        guard clips >= 1 else { throw ValidationError("--clips must be at least 1") }
+        _ = try layers()
+        if input == out { throw ValidationError("--out must differ from the input file") }
+    }
+
+    func run() throws {
+        let context = try engine.makeContext()
+        let sizes = try Quantizer(fp32Layers: try layers()).quantize(input: input, output: out)
+        let reference = try ModelFile.load(path: input, context: context)
+        let quantized = try ModelFile.load(path: out, context: context)
+        let inputs = try AccuracyReport.inputs(videos: calibrate, frames: reference.configuration.frames,
+                                               imageSize: reference.vision.configuration.imageSize, count: clips)
+        let report = AccuracyReport.compare(reference: reference, quantized: quantized, inputs: inputs,
+                                            sizes: sizes, context: context)
+        if json {
+            try printJSON(report)
+            return
+        }
+        print("wrote \(out): \(sizes.output / 1_048_576) MB (fp32 \(sizes.input / 1_048_576) MB, \(String(format: "%.2f", Double(sizes.output) / Double(max(sizes.input, 1))))×)")
+        print("compared on \(inputs.count) \(calibrate.isEmpty ? "generated clips" : "videos") of \(reference.configuration.frames) frames")
+        print("block output cosine: " + report.layerCosine.enumerated().map { String(format: "%d:%.5f", $0.offset, $0.element) }.joined(separator: " "))
+        print(String(format: "video embedding cosine: min %.5f, mean %.5f", report.videoEmbeddingCosineMin, report.videoEmbeddingCosineMean))
+        if let vc = report.vcTop1Agreement { print(String(format: "VC top-1 agreement: %.1f%%", 100 * vc)) }
+        print(String(format: "zero-shot top-1 agreement: %.1f%%", 100 * report.zeroShotTop1Agreement))
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+import M2Model
+import Ops
+import SafeTensors
+@testable import Quantization
+
+/// int8 model files: which tensors become int8, that the quantized model stays close to the
+/// fp32 one, and that corrupted int8 data is refused at load.
+@Suite(.serialized) struct QuantizerTests {
+    /// A tiny fp32 model file made from a random CLIP, in a temporary directory.
+    static let fp32: Result<String, Error> = Result {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clip-quant-\(getpid())")
+        try RandomCheckpoint.write(configuration: RandomCheckpoint.Preset.tiny.configuration, to: dir.path, seed: 5)
+        let labels = dir.appendingPathComponent("labels.txt")
+        try "juggling\nsurfing\nplaying cello\nsinging\n".write(to: labels, atomically: true, encoding: .utf8)
+        let path = dir.appendingPathComponent("fp32.m2c").path
+        try Conversion.convert(.huggingFace(directory: dir.path),
+                               options: .init(labels: try LabelSet.load(path: labels.path), frames: 4),
+                               output: path, context: try ComputeContext(threads: 2))
+        return path
+    }
+
+    func quantized(fp32Layers: [Int] = []) throws -> String {
+        let output = try Self.fp32.get().replacingOccurrences(of: "fp32.m2c", with: "int8-\(fp32Layers.count).m2c")
+        try Quantizer(fp32Layers: fp32Layers).quantize(input: try Self.fp32.get(), output: output)
+        return output
+    }
+
+    @Test func int8TensorsAreTheTowerWeights() throws {
+        let file = try SafeTensorsFile(path: try quantized(fp32Layers: [1]))
+        let int8 = Set(file.names.filter { file.info($0)!.dtype == .i8 })
+        let visual = Set(int8.filter { $0.hasPrefix("visual.transformer.") })
+        #expect(visual == ["visual.transformer.resblocks.0.attn.in_proj_weight",
+                           "visual.transformer.resblocks.0.attn.out_proj.weight",
+                           "visual.transformer.resblocks.0.mlp.c_fc.weight",
+                           "visual.transformer.resblocks.0.mlp.c_proj.weight",
+                           "visual.transformer.resblocks.0.adapter_pre_mlp.fc1.weight",
+                           "visual.transformer.resblocks.0.adapter_pre_mlp.fc2.weight",
+                           "visual.transformer.resblocks.0.adapter_pre_mlp.offset_adapter.fc1.weight",
+                           "visual.transformer.resblocks.0.adapter_pre_mlp.offset_adapter.fc2.weight"])
+        #expect(int8.contains("transformer.resblocks.1.mlp.c_fc.weight"))      // text tower
+        #expect(int8.contains("visual.t_adapter.fc1.weight"))                   // temporal adapter
+        #expect(!int8.contains("visual.adapter_fc.weight"))                     // VC head stays fp32
+        #expect(file.info("token_embedding.weight")?.dtype == .f16)
+        for name in int8 { #expect(file.info(name + "_scale")?.dtype == .f32) }
+        let config = try JSONDecoder().decode(M2CLIPConfiguration.self, from: Data(file.metadata["m2clip.config"]!.utf8))
+        #expect(config.quantization?.fp32Layers == [1])
+    }
+
+    @Test func quantizedModelStaysCloseToFP32() throws {
+        let context = try ComputeContext(threads: 2)
+        let reference = try ModelFile.load(path: try Self.fp32.get(), context: context)
+        let int8 = try ModelFile.load(path: try quantized(), context: context)
+        let inputs = try AccuracyReport.inputs(videos: [], frames: 4, imageSize: 32, count: 4)
+        let report = AccuracyReport.compare(reference: reference, quantized: int8, inputs: inputs, sizes: (1, 1),
+                                            context: context)
+        // int8 weights and activations: the embedding stays within a few 1e-3 in cosine.
+        #expect(report.videoEmbeddingCosineMin > 0.99, "\(report.videoEmbeddingCosineMin)")
+        #expect(report.layerCosine.count == 2 && report.layerCosine.allSatisfy { $0 > 0.99 }, "\(report.layerCosine)")
+    }
+
+    @Test func requantizingIsRefused() throws {
+        let path = try quantized()
+        #expect(throws: CheckpointError.self) { try Quantizer().quantize(input: path, output: path + ".again") }
+    }
+
+    /// Rewrites one tensor of a model file.
+    func corrupt(_ path: String, tensor: String, _ edit: (inout [UInt8]) -> Void) throws -> String {
+        let file = try SafeTensorsFile(path: path)
+        var writer = SafeTensorsWriter(metadata: file.metadata)
+        for name in file.names {
+            let info = file.info(name)!
+            var bytes = Array(try file.bytes(name))
+            if name == tensor { edit(&bytes) }
+            try writer.add(name: name, dtype: info.dtype, shape: info.shape, bytes: bytes)
+        }
+        let out = path + ".corrupt.m2c"
+        try writer.write(to: out)
+        return out
+    }
+
+    @Test func corruptedScalesAreRefused() throws {
+        let name = "visual.transformer.resblocks.0.mlp.c_fc.weight_scale"
+        let path = try corrupt(try quantized(), tensor: name) { bytes in
+            let nan = Float.nan.bitPattern
+            for i in 0..<4 { bytes[4 + i] = UInt8((nan >> (8 * UInt32(i))) & 0xff) }
+        }
+        do {
+            _ = try ModelFile.load(path: path, context: try ComputeContext(threads: 1))
+            Issue.record("a NaN scale loaded")
+        } catch {
+            #expect("\(error)".contains(name) && "\(error)".contains("channel 1"), "\(error)")
+        }
+    }
+
+    @Test func corruptedInt8ValuesAreRefused() throws {
+        let name = "visual.transformer.resblocks.0.attn.in_proj_weight"
+        let path = try corrupt(try quantized(), tensor: name) { $0[7] = 0x80 } // -128
+        do {
+            _ = try ModelFile.load(path: path, context: try ComputeContext(threads: 1))
+            Issue.record("a -128 weight loaded")
+        } catch {
+            #expect("\(error)".contains(name) && "\(error)".contains("-128"), "\(error)")
+        }
+    }
+}
