@@ -10,7 +10,7 @@
 #include "internal.h"
 #include <string.h>
 
-enum { KC = 384, MC_TARGET = 192, NC_TARGET = 256 };
+enum { KC = 384 };
 
 size_t m2k_packed_b_floats(int nr, long n, long k) {
     long panels = (n + nr - 1) / nr;
@@ -55,7 +55,8 @@ static void pack_a(int mr, long rows, long kc, const float *a, long lda, float *
 
 typedef struct {
     const m2k_kernels *k;
-    long m, n, kdim, lda, ldc, mc, mblocks, chunk_panels, nchunks;
+    long m, n, kdim, lda, ldc;
+    m2k_tile_grid grid;
     const float *a, *bp, *bias;
     float *c;
     m2k_activation act;
@@ -67,12 +68,8 @@ static void gemm_task(void *ctx, long task, int worker) {
     const gemm_job *g = ctx;
     const m2k_kernels *k = g->k;
     const int mr = k->mr, nr = k->nr;
-    long mb = task % g->mblocks, nb = task / g->mblocks;
-    long m0 = mb * g->mc;
-    long rows = g->m - m0 < g->mc ? g->m - m0 : g->mc;
-    long p0 = nb * g->chunk_panels;
-    long panels = (g->n + nr - 1) / nr;
-    long p1 = p0 + g->chunk_panels < panels ? p0 + g->chunk_panels : panels;
+    const m2k_tile_task t = m2k_tile_grid_task(&g->grid, task, g->m);
+    const long m0 = t.m0, rows = t.rows, p0 = t.p0, p1 = t.p1;
     long mpanels = (rows + mr - 1) / mr;
     long kc_max = g->kdim < KC ? g->kdim : KC;
     const int in_place = k->sgemm_rows != NULL;
@@ -139,18 +136,7 @@ void m2k_sgemm(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
     }
     gemm_job g = {.k = k, .m = m, .n = n, .kdim = kdim, .lda = lda, .ldc = ldc, .a = a,
                   .bp = bp, .bias = bias, .c = c, .act = act, .accumulate = accumulate};
-    const int mr = k->mr, nr = k->nr;
-    g.mblocks = (m + MC_TARGET - 1) / MC_TARGET;
-    long per = (m + g.mblocks - 1) / g.mblocks;
-    g.mc = (per + mr - 1) / mr * mr;
-    g.mblocks = (m + g.mc - 1) / g.mc;
-    long panels = (n + nr - 1) / nr;
-    g.chunk_panels = NC_TARGET / nr > 0 ? NC_TARGET / nr : 1;
-    int threads = m2k_in_pool_task() ? 1 : m2k_pool_threads(pool);
-    /* Enough tasks for the threads to share evenly, without splitting N below a panel. */
-    while (g.chunk_panels > 1 && g.mblocks * ((panels + g.chunk_panels - 1) / g.chunk_panels) <
-                                     4L * threads)
-        g.chunk_panels /= 2;
-    g.nchunks = (panels + g.chunk_panels - 1) / g.chunk_panels;
-    m2k_pool_run(threads > 1 ? pool : NULL, g.mblocks * g.nchunks, gemm_task, &g);
+    const int threads = m2k_in_pool_task() ? 1 : m2k_pool_threads(pool);
+    g.grid = m2k_tile_grid_plan(m, n, k->mr, k->nr, threads);
+    m2k_pool_run(threads > 1 ? pool : NULL, g.grid.mblocks * g.grid.nchunks, gemm_task, &g);
 }

@@ -12,6 +12,19 @@ extern const m2k_kernels m2k_avx512_kernels;
 extern const m2k_kernels m2k_neon_kernels;
 #endif
 
+/* A GEMM's output cut into tasks: mblocks × nchunks, task = mb + nb · mblocks. */
+typedef struct {
+    long mc, mblocks, panels, chunk_panels, nchunks;
+} m2k_tile_grid;
+
+/* One task's rows [m0, m0 + rows) and nr-wide panels [p0, p1). */
+typedef struct {
+    long m0, rows, p0, p1;
+} m2k_tile_task;
+
+m2k_tile_grid m2k_tile_grid_plan(long m, long n, int mr, int nr, int threads);
+m2k_tile_task m2k_tile_grid_task(const m2k_tile_grid *g, long task, long m);
+
 /* Nonzero on a pool worker thread, or on the caller while it runs a pool job. */
 int m2k_in_pool_task(void);
 

@@ -27,7 +27,7 @@
 
 extern const m2k_q8_kernel m2k_q8_scalar;
 
-enum { MC_TARGET = 192, NC_TARGET = 256, ROWS_PER_QUANTIZE_TASK = 16 };
+enum { ROWS_PER_QUANTIZE_TASK = 16 };
 
 #define Q8_MAGIC 0x3851324Du /* "M2Q8" in memory */
 
@@ -145,7 +145,8 @@ static void quantize_task(void *ctx, long task, int worker) {
 typedef struct {
     const m2k_kernels *k;
     const m2k_q8_kernel *q;
-    long m, n, ldq, ldc, mc, mblocks, chunk_panels, nchunks, groups;
+    long m, n, ldq, ldc, groups;
+    m2k_tile_grid grid;
     const uint8_t *xq;
     const float *x_scale, *w_scale, *bias;
     const int32_t *b_offset;
@@ -160,12 +161,8 @@ static void gemm_task(void *ctx, long task, int worker) {
     const gemm_job *g = ctx;
     const m2k_q8_kernel *q = g->q;
     const int mr = q->mr, nr = q->nr;
-    long mb = task % g->mblocks, nb = task / g->mblocks;
-    long m0 = mb * g->mc;
-    long rows = g->m - m0 < g->mc ? g->m - m0 : g->mc;
-    long p0 = nb * g->chunk_panels;
-    long npanels = (g->n + nr - 1) / nr;
-    long p1 = p0 + g->chunk_panels < npanels ? p0 + g->chunk_panels : npanels;
+    const m2k_tile_task t = m2k_tile_grid_task(&g->grid, task, g->m);
+    const long m0 = t.m0, rows = t.rows, p0 = t.p0, p1 = t.p1;
     long mpanels = (rows + mr - 1) / mr;
     long panel_bytes = g->groups * q->kgroup * nr;
     float tile[32 * 64] __attribute__((aligned(64)));
@@ -248,16 +245,6 @@ void m2k_q8_gemm(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim
                   .b_offset = (const int32_t *)(base + l.offsets),
                   .panels = (const int8_t *)(base + l.panels), .bias = bias, .c = c, .act = act,
                   .accumulate = accumulate};
-    g.mblocks = (m + MC_TARGET - 1) / MC_TARGET;
-    long per = (m + g.mblocks - 1) / g.mblocks;
-    g.mc = round_up(per, mr);
-    g.mblocks = (m + g.mc - 1) / g.mc;
-    long npanels = (n + nr - 1) / nr;
-    g.chunk_panels = NC_TARGET / nr > 0 ? NC_TARGET / nr : 1;
-    /* Enough tasks for the threads to share evenly, without splitting N below a panel. */
-    while (g.chunk_panels > 1 &&
-           g.mblocks * ((npanels + g.chunk_panels - 1) / g.chunk_panels) < 4L * threads)
-        g.chunk_panels /= 2;
-    g.nchunks = (npanels + g.chunk_panels - 1) / g.chunk_panels;
-    m2k_pool_run(run_on, g.mblocks * g.nchunks, gemm_task, &g);
+    g.grid = m2k_tile_grid_plan(m, n, mr, nr, threads);
+    m2k_pool_run(run_on, g.grid.mblocks * g.grid.nchunks, gemm_task, &g);
 }
