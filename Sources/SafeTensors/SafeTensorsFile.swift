@@ -95,6 +95,14 @@ public final class SafeTensorsFile: @unchecked Sendable {
     }
 
     /// Whether the file holds a tensor called `name`.
+    /// Gives back the memory of the pages that hold only this tensor's bytes (a loader that
+    /// has copied or packed a tensor calls it so that the file does not stay resident). The
+    /// bytes stay readable: a later read maps them from the file again.
+    public func releasePages(_ name: String) {
+        guard let info = tensors[name] else { return }
+        dropPages(mapping, range: (dataStart + info.byteRange.lowerBound)..<(dataStart + info.byteRange.upperBound))
+    }
+
     public func contains(_ name: String) -> Bool {
         tensors[name] != nil
     }

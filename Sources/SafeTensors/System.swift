@@ -114,6 +114,18 @@ func mapReadOnly(_ fd: Int32, length: Int) -> Result<UnsafeRawBufferPointer, Err
     return .success(UnsafeRawBufferPointer(start: UnsafeRawPointer(address), count: length))
 }
 
+/// madvise(2) MADV_DONTNEED on the whole pages inside `range` of a read-only private file
+/// mapping: their memory is given back, and a later read maps the file's bytes again.
+func dropPages(_ mapping: UnsafeRawBufferPointer, range: Range<Int>) {
+    guard let base = mapping.baseAddress else { return }
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let address = Int(bitPattern: base)
+    let start = (address + range.lowerBound + page - 1) / page * page
+    let end = (address + range.upperBound) / page * page
+    guard end > start else { return }
+    _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, Int32(MADV_DONTNEED))
+}
+
 /// munmap(2). It only fails for arguments that did not come from `mapReadOnly`.
 func unmap(_ mapping: UnsafeRawBufferPointer) {
     guard let base = mapping.baseAddress, !mapping.isEmpty else { return }

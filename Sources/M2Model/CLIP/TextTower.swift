@@ -10,7 +10,7 @@ public struct TextInputError: Error, CustomStringConvertible, Sendable {
 public final class TextTower: @unchecked Sendable {
     public let configuration: CLIPTextConfiguration
     public let projectionDim: Int
-    let tokenEmbedding: [Float]    // (vocab, d)
+    let tokenEmbedding: EmbeddingTable // (vocab, d)
     let positionEmbedding: [Float] // (positions, d)
     let encoder: TransformerEncoder
     let finalLayerNorm: LayerNorm
@@ -21,7 +21,7 @@ public final class TextTower: @unchecked Sendable {
         configuration = c
         self.projectionDim = projectionDim
         let d = c.encoder.hiddenSize
-        tokenEmbedding = try reader.floats(n.tokenEmbedding, shape: [c.vocabSize, d])
+        tokenEmbedding = try reader.embeddingTable(n.tokenEmbedding, rows: c.vocabSize, width: d)
         positionEmbedding = try reader.floats(n.positionEmbedding, shape: [c.maxPositions, d])
         encoder = try TransformerEncoder(shape: c.encoder, names: n.layer, reader: reader,
                                          adapters: adapters, context: context)
@@ -51,8 +51,9 @@ public final class TextTower: @unchecked Sendable {
         }
         let x = Tensor(shape: [ids.count, d])
         for (i, id) in ids.enumerated() {
-            let row = x.data + i * d, token = Int(id) * d, position = i * d
-            for j in 0..<d { row[j] = tokenEmbedding[token + j] + positionEmbedding[position + j] }
+            let row = x.data + i * d, position = i * d
+            for j in 0..<d { row[j] = positionEmbedding[position + j] }
+            tokenEmbedding.add(row: Int(id), to: row)
         }
         encoder(x, layout: SequenceLayout(clips: 1, frames: 1, tokens: ids.count), causal: true,
                 context: context, times: nil)

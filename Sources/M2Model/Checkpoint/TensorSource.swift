@@ -12,6 +12,10 @@ protocol TensorSource {
     func floats(_ name: String) throws -> [Float]
     /// An I8 tensor's values.
     func int8s(_ name: String) throws -> [Int8]
+    /// The tensor has been copied out: its memory may be given back.
+    func release(_ name: String)
+    /// An F16 tensor's raw half-precision bits.
+    func halfBits(_ name: String) throws -> [UInt16]
 }
 
 extension SafeTensorsFile: TensorSource {
@@ -19,6 +23,15 @@ extension SafeTensorsFile: TensorSource {
     var tensorNames: [String] { names }
     func shape(of name: String) -> [Int]? { info(name)?.shape }
     func dtype(of name: String) -> DType? { info(name)?.dtype }
+    func release(_ name: String) { releasePages(name) }
+
+    func halfBits(_ name: String) throws -> [UInt16] {
+        guard let info = info(name), info.dtype == .f16 else {
+            throw CheckpointError(file: path, tensor: name, "is not an F16 tensor")
+        }
+        let raw = try bytes(name)
+        return (0..<info.elementCount).map { UInt16(raw[2 * $0]) | UInt16(raw[2 * $0 + 1]) << 8 }
+    }
 
     func int8s(_ name: String) throws -> [Int8] {
         guard let info = info(name) else { throw CheckpointError(file: path, tensor: name, "missing") }
@@ -57,6 +70,11 @@ final class TensorStore: TensorSource {
     }
 
     func dtype(of name: String) -> DType? { nil }
+    func release(_ name: String) {}
+
+    func halfBits(_ name: String) throws -> [UInt16] {
+        throw CheckpointError(file: origin, tensor: name, "is held as fp32 values, not F16")
+    }
 
     func int8s(_ name: String) throws -> [Int8] {
         throw CheckpointError(file: origin, tensor: name, "is held as fp32 values, not int8")

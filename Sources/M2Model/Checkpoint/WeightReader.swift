@@ -30,6 +30,7 @@ final class WeightReader {
             throw CheckpointError(file: path, tensor: name, "has shape \(stored), expected \(shape)")
         }
         consumed.insert(name)
+        defer { source.release(name) }
         do {
             return try source.floats(name)
         } catch let error as SafeTensorsError {
@@ -38,6 +39,20 @@ final class WeightReader {
     }
 
     func contains(_ name: String) -> Bool { source.shape(of: name) != nil }
+
+    /// A lookup table (rows × width) kept in the precision it is stored in: fp16 tables
+    /// (quantized model files) stay half the size in memory.
+    func embeddingTable(_ name: String, rows: Int, width: Int) throws -> EmbeddingTable {
+        if source.dtype(of: name) == .f16 {
+            guard let stored = source.shape(of: name), stored == [rows, width] else {
+                throw CheckpointError(file: path, tensor: name, "has shape \(source.shape(of: name) ?? []), expected \([rows, width])")
+            }
+            consumed.insert(name)
+            defer { source.release(name) }
+            return EmbeddingTable(width: width, storage: .half(try source.halfBits(name)))
+        }
+        return EmbeddingTable(width: width, storage: .float(try floats(name, shape: [rows, width])))
+    }
 
     /// A LayerNorm from `prefix.weight` and `prefix.bias`.
     func layerNorm(_ prefix: String, width: Int, epsilon: Float) throws -> LayerNorm {
@@ -78,6 +93,7 @@ final class WeightReader {
             throw CheckpointError(file: path, tensor: scaleName, "scale \(scales[bad]) of channel \(bad) is not a finite non-negative number (corrupted?)")
         }
         consumed.insert(weight)
+        source.release(weight)
         return Linear(quantized: values, scales: scales, bias: biasValues, inFeatures: inFeatures,
                       outFeatures: outFeatures, context: context)
     }
@@ -99,6 +115,28 @@ final class WeightReader {
     func finish(ignoring ignore: (String) -> Bool) throws {
         for name in source.tensorNames where !consumed.contains(name) && !ignore(name) {
             throw CheckpointError(file: path, tensor: name, "unexpected (not part of this model)")
+        }
+    }
+}
+
+/// Rows of an embedding table, fp32 or fp16 in memory.
+struct EmbeddingTable: Sendable {
+    enum Storage: Sendable {
+        case float([Float])
+        case half([UInt16])
+    }
+
+    let width: Int
+    let storage: Storage
+
+    /// Adds row `index` to `out` (width values).
+    func add(row index: Int, to out: UnsafeMutablePointer<Float>) {
+        let start = index * width
+        switch storage {
+        case .float(let values):
+            for j in 0..<width { out[j] += values[start + j] }
+        case .half(let bits):
+            for j in 0..<width { out[j] += FloatConversion.float(fromFloat16Bits: bits[start + j]) }
         }
     }
 }
