@@ -64,6 +64,8 @@ let package = Package(
         .testTarget(name: "VideoTests", dependencies: ["Video"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
+        // Runs the built m2clip binary as a separate process.
+        .testTarget(name: "CLITests", dependencies: ["m2clip"]),
         // Fixtures live in Tests/Fixtures and are found from #filePath.
         .testTarget(name: "M2ModelTests", dependencies: ["M2Model"]),
     ]
