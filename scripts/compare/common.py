@@ -212,9 +212,13 @@ def missing_m2clip_message(path) -> str:
             f"or pass --m2clip PATH")
 
 
-def run_m2clip(binary: Path, arguments: list[str], timeout: float = 1800.0) -> dict:
-    """Run `m2clip ARGUMENTS --json` and return its parsed JSON, or raise M2ClipError."""
-    command = [str(binary), *arguments, "--json"]
+def run_m2clip(binary: Path, arguments: list[str], timeout: float = 1800.0, parse: bool = True):
+    """Run `m2clip ARGUMENTS --json` and return its parsed JSON, or raise M2ClipError.
+
+    With parse=False (commands without --json, e.g. convert) run `m2clip ARGUMENTS` and return its
+    stdout text.
+    """
+    command = [str(binary), *arguments] + (["--json"] if parse else [])
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
@@ -224,6 +228,8 @@ def run_m2clip(binary: Path, arguments: list[str], timeout: float = 1800.0) -> d
         raise M2ClipError(f"{' '.join(command)}: exit status {done.returncode}"
                           + (f"\n{detail}" if detail else ""))
     text = done.stdout.strip()
+    if not parse:
+        return text
     try:
         return json.loads(text)
     except json.JSONDecodeError:
