@@ -15,10 +15,21 @@ public struct Quantizer: Sendable {
         case qkv, outProj = "out_proj", mlp, adapters, text
     }
 
+    /// What the selected weights become.
+    public enum Target: String, CaseIterable, Sendable {
+        /// int8 per output channel, multiplied by the int8 kernels.
+        case int8
+        /// fp16 in the file (half its size); widened to fp32 when the model loads, so the
+        /// arithmetic and the speed are fp32's.
+        case fp16
+    }
+
+    public var target: Target
     public var operations: [Operation]
     public var fp32Layers: [Int]
 
-    public init(operations: [Operation] = Operation.allCases, fp32Layers: [Int] = []) {
+    public init(target: Target = .int8, operations: [Operation] = Operation.allCases, fp32Layers: [Int] = []) {
+        self.target = target
         self.operations = operations
         self.fp32Layers = fp32Layers
     }
@@ -89,6 +100,10 @@ public struct Quantizer: Sendable {
                     throw CheckpointError(file: input, tensor: name, "expected a 2-D floating-point weight, found \(info.dtype) \(info.shape)")
                 }
                 let weight = try file.floats(name)
+                if target == .fp16 {
+                    try writer.add(name: name, shape: info.shape, float16s: weight)
+                    continue
+                }
                 let (values, scales) = Linear.quantize(weight: weight, inFeatures: info.shape[1], outFeatures: info.shape[0])
                 try values.withUnsafeBytes {
                     try writer.add(name: name, dtype: .i8, shape: info.shape, bytes: $0)
@@ -100,7 +115,7 @@ public struct Quantizer: Sendable {
                 try writer.add(name: name, dtype: info.dtype, shape: info.shape, bytes: try file.bytes(name))
             }
         }
-        configuration.quantization = QuantizationInfo(scheme: "int8", operations: operations.map(\.rawValue),
+        configuration.quantization = QuantizationInfo(scheme: target.rawValue, operations: operations.map(\.rawValue),
                                                       fp32Layers: fp32Layers)
         var metadata = file.metadata
         let encoder = JSONEncoder()

@@ -6,19 +6,20 @@ import Quantization
 struct QuantizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quantize",
-        abstract: "Write an int8 model file and report what it costs in accuracy against the fp32 one.",
+        abstract: "Write an int8 (or fp16-stored) model file and report what it costs in accuracy against the fp32 one.",
         discussion: """
         The image tower's qkv, out_proj and MLP weights become int8 (symmetric, one scale per output \
         channel); activations are quantized per token at run time. LayerNorm, softmax, GELU, the \
         adapters, the heads and the text tower stay fp32. The report compares both models on the \
         --calibrate videos (or on generated clips): per-block output cosine, video embedding cosine, \
-        VC and zero-shot top-1 agreement.
+        VC and zero-shot top-1 agreement. --to fp16 stores the same weights in fp16 (half the file); \
+        they are widened to fp32 at load, so memory and speed stay fp32's.
         """)
 
     @Argument(help: "An fp32 model file (.m2c).")
     var input: String
 
-    @Option(help: "Target precision (int8).")
+    @Option(help: "Target precision: int8, or fp16 (storage only).")
     var to: String
 
     @Option(help: "Output model file.")
@@ -49,7 +50,9 @@ struct QuantizeCommand: ParsableCommand {
     }
 
     func validate() throws {
-        guard to == "int8" else { throw ValidationError("--to: only int8 is supported (got \(to))") }
+        guard Quantizer.Target(rawValue: to) != nil else {
+            throw ValidationError("--to must be int8 or fp16 (got \(to)); bf16 is not supported")
+        }
         guard clips >= 1 else { throw ValidationError("--clips must be at least 1") }
         _ = try layers()
         if input == out { throw ValidationError("--out must differ from the input file") }
@@ -57,7 +60,8 @@ struct QuantizeCommand: ParsableCommand {
 
     func run() throws {
         let context = try engine.makeContext()
-        let sizes = try Quantizer(fp32Layers: try layers()).quantize(input: input, output: out)
+        let sizes = try Quantizer(target: Quantizer.Target(rawValue: to)!, fp32Layers: try layers())
+            .quantize(input: input, output: out)
         let reference = try ModelFile.load(path: input, context: context)
         let quantized = try ModelFile.load(path: out, context: context)
         let inputs = try AccuracyReport.inputs(videos: calibrate, frames: reference.configuration.frames,

@@ -60,6 +60,22 @@ import SafeTensors
         #expect(report.layerCosine.count == 2 && report.layerCosine.allSatisfy { $0 > 0.99 }, "\(report.layerCosine)")
     }
 
+    @Test func fp16StorageLoadsAndMatches() throws {
+        let context = try ComputeContext(threads: 2)
+        let output = try Self.fp32.get().replacingOccurrences(of: "fp32.m2c", with: "fp16.m2c")
+        let sizes = try Quantizer(target: .fp16).quantize(input: try Self.fp32.get(), output: output)
+        #expect(sizes.output < sizes.input)
+        let file = try SafeTensorsFile(path: output)
+        #expect(file.info("visual.transformer.resblocks.0.mlp.c_fc.weight")?.dtype == .f16)
+        let reference = try ModelFile.load(path: try Self.fp32.get(), context: context)
+        let half = try ModelFile.load(path: output, context: context)
+        #expect(half.configuration.quantization?.scheme == "fp16")
+        let inputs = try AccuracyReport.inputs(videos: [], frames: 4, imageSize: 32, count: 2)
+        let report = AccuracyReport.compare(reference: reference, quantized: half, inputs: inputs, sizes: sizes,
+                                            context: context)
+        #expect(report.videoEmbeddingCosineMin > 0.9999, "\(report.videoEmbeddingCosineMin)")
+    }
+
     @Test func requantizingIsRefused() throws {
         let path = try quantized()
         #expect(throws: CheckpointError.self) { try Quantizer().quantize(input: path, output: path + ".again") }
