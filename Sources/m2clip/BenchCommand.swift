@@ -24,6 +24,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @Flag(help: "Also measure this machine's fp32 FMA and int8 VNNI peaks (per core and on all threads).")
+    var peak = false
+
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
@@ -52,9 +55,16 @@ struct BenchCommand: ParsableCommand {
             result.decodeMsMedian = ClipBenchmark.percentile(decode, 0.5)
             result.decodeMsP90 = ClipBenchmark.percentile(decode, 0.9)
         }
+        let machine = peak ? MachinePeak.measure(context: context) : nil
+        result.peak = machine
         if json {
             try printJSON(result)
             return
+        }
+        if let machine {
+            print(String(format: "machine peak: fp32 %.0f GFLOP/s per core, %.0f on %d threads; int8 VNNI %.0f GOPS per core, %.0f on %d threads",
+                         machine.fp32GflopsPerCore, machine.fp32GflopsAllThreads, context.threads,
+                         machine.int8GopsPerCore, machine.int8GopsAllThreads, context.threads))
         }
         print("model \(result.model): \(result.frames) frames/clip, \(result.threads) threads, kernels \(result.kernels)")
         print(String(format: "clip: median %.1f ms, p90 %.1f ms, min %.1f, max %.1f (%d clips)",

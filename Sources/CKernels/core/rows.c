@@ -27,3 +27,29 @@ void m2k_layernorm_rows(const m2k_kernels *k, m2k_pool *pool, const float *x, fl
                        .cols = cols, .ldx = ldx, .ldy = ldy, .eps = eps};
     m2k_pool_run(pool, (rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK, layernorm_task, &j);
 }
+
+/* ---- peaks on every thread at once -------------------------------------------------- */
+
+typedef struct {
+    int int8;
+    long iterations;
+    double results[256];
+} peak_job;
+
+static void peak_task(void *ctx, long task, int worker) {
+    (void)worker;
+    peak_job *j = ctx;
+    if (task < 256)
+        j->results[task] = j->int8 ? m2k_peak_int8_gops(j->iterations)
+                                   : m2k_peak_fp32_gflops(j->iterations);
+}
+
+double m2k_peak_all_threads(m2k_pool *pool, int int8, long iterations) {
+    peak_job j = {.int8 = int8, .iterations = iterations};
+    long threads = m2k_pool_threads(pool);
+    if (threads > 256) threads = 256;
+    m2k_pool_run(pool, threads, peak_task, &j);
+    double sum = 0;
+    for (long t = 0; t < threads; t++) sum += j.results[t];
+    return sum;
+}

@@ -85,6 +85,11 @@ typedef struct m2k_kernels {
      * NULL-terminated (m2k_q8_kernel is described in the int8 section below). m2k_q8_pack
      * takes the first this CPU runs and records it in the blob; NULL: the portable one. */
     const struct m2k_q8_kernel *const *q8_kernels;
+
+    /* bf16 GEMM (core/bf16_gemm.c): the native bf16 micro-kernel this table can pack for
+     * (m2k_bf16_kernel, bf16 section below), used when its runs() says so; NULL: the
+     * portable path (bf16 values widened to fp32, the fp32 GEMM). */
+    const struct m2k_bf16_kernel *bf16_kernel;
 } m2k_kernels;
 
 /* The table for `v`, or NULL when this CPU / build cannot run it. */
@@ -157,6 +162,14 @@ void m2k_temporal_dwconv3(m2k_pool *pool, const float *x, float *y, long clips, 
  * w is (9, C): the transpose of PyTorch's (C, 1, 3, 3). */
 void m2k_spatial_dwconv3x3(m2k_pool *pool, const float *x, float *y, long frames, long height,
                            long width, long channels, const float *w, const float *bias);
+
+/* Measured peak of one core (the calling thread): fp32 FMA GFLOP/s with the widest vectors
+ * this CPU runs, and AVX-512 VNNI vpdpbusd GOPS (2 ops per u8×s8 product); 0 where not
+ * measured (no such instructions, or not x86). ~iterations × 24 instructions are timed. */
+double m2k_peak_fp32_gflops(long iterations);
+double m2k_peak_int8_gops(long iterations);
+/* The same measured on every thread of the pool at once, summed (one task per thread). */
+double m2k_peak_all_threads(m2k_pool *pool, int int8, long iterations);
 
 /* ---- thread pool ---------------------------------------------------------------------- */
 
@@ -306,6 +319,59 @@ void m2k_q8_gemm(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim
 void m2k_ref_q8_gemm(long m, long n, long kdim, const float *x, long lda, const int8_t *wq,
                      const float *w_scale, float *c, long ldc, const float *bias,
                      m2k_activation act, int accumulate);
+
+/* ---- bf16 GEMM ----------------------------------------------------------------------
+ *
+ * y = act(x · Wᵀ + b) with W rounded once to bf16 (at packing) and x rounded to bf16 per call,
+ * both round-to-nearest-even from fp32; the products of two bf16 values are exact in fp32 and
+ * are summed in fp32. Usage, for a Linear weight W (out, in):
+ *
+ *   void *wb = m2k_alloc(m2k_bf16_packed_bytes(k, out, in));
+ *   m2k_bf16_pack(k, out, in, W, wb);                                    // once, at load
+ *   m2k_bf16_gemm(k, pool, rows, out, in, x, in, wb, y, out, b, M2K_ACT_NONE, 0);
+ *
+ * A table with a native kernel that this CPU runs (AVX-512 BF16: vdpbf16ps) packs bf16 pairs
+ * for it; every other table (or CPU) packs the rounded weights widened to fp32 for its sgemm
+ * kernel. The blob records which, and lives in this process only. The native path converts
+ * with vcvtne2ps2bf16 and sums with vdpbf16ps, which treat subnormal inputs as zero. */
+
+/* A native bf16 micro-kernel: C(mr × nr, ldc) (+)= A · Bᵀ over `pairs` pairs of k values.
+ * a: rows of bf16 (row i at a + i · lda elements), b: a packed panel,
+ * b[(g · nr + j) · 2 + t] = W[j, 2g + t]. convert rounds one row of x to bf16 (kpad
+ * elements, zero past kdim; kpad even). */
+typedef struct m2k_bf16_kernel {
+    const char *name;  /* "avx512-bf16" */
+    int (*runs)(void); /* nonzero when this CPU can run it */
+    int mr, nr;
+    void (*micro)(long pairs, const uint16_t *a, long lda, const uint16_t *b, float *c,
+                  long ldc, int load_c);
+    void (*convert)(const float *x, long kdim, long kpad, uint16_t *out);
+} m2k_bf16_kernel;
+
+/* 1 when this table runs a native bf16 kernel on this CPU (AVX512_BF16), else 0. */
+int m2k_bf16_native(const m2k_kernels *k);
+
+/* Bytes for W (N × K) packed for this table by m2k_bf16_pack. */
+size_t m2k_bf16_packed_bytes(const m2k_kernels *k, long n, long kdim);
+
+/* Rounds W (N, K) row-major (a PyTorch Linear weight) to bf16 and packs it for this table. */
+void m2k_bf16_pack(const m2k_kernels *k, long n, long kdim, const float *w, void *packed);
+
+/* C(M × N, ldc) = act(x(M × K, lda) · Wᵀ + bias), or C += x · Wᵀ + bias with accumulate
+ * (then act must be NONE), with W packed by m2k_bf16_pack for the same table. Runs on `pool`
+ * (NULL, or a call from inside a pool task: the calling thread only). */
+void m2k_bf16_gemm(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
+                   const float *x, long lda, const void *packed, float *c, long ldc,
+                   const float *bias, m2k_activation act, int accumulate);
+
+/* fp32 → bf16 bits, round to nearest even (NaN stays NaN, quiet). */
+uint16_t m2k_bf16_from_float(float v);
+float m2k_bf16_to_float(uint16_t b);
+
+/* The oracle: W (N, K) unpacked fp32; W and x rounded to bf16 as above, sums in double. */
+void m2k_ref_bf16_gemm(long m, long n, long kdim, const float *x, long lda, const float *w,
+                       float *c, long ldc, const float *bias, m2k_activation act,
+                       int accumulate);
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,7 @@
 /* int8 micro-kernels (q8_avx512.c, q8_avx2.c), best first: m2k_q8_pack takes the first this
  * CPU runs, so an AVX-512 CPU without VNNI packs for the AVX2 ones. */
 extern const m2k_q8_kernel m2k_q8_avx512_vnni, m2k_q8_avx2_vnni, m2k_q8_avx2;
+extern const m2k_bf16_kernel m2k_bf16_avx512; /* bf16_avx512.c */
 static const m2k_q8_kernel *const avx2_q8[] = {&m2k_q8_avx2_vnni, &m2k_q8_avx2, NULL};
 static const m2k_q8_kernel *const avx512_q8[] = {&m2k_q8_avx512_vnni, &m2k_q8_avx2_vnni,
                                                  &m2k_q8_avx2, NULL};
@@ -40,5 +41,6 @@ const m2k_kernels m2k_avx512_kernels = {
     .gelu = m2k_avx512_gelu,
     .add = m2k_avx512_add,
     .q8_kernels = avx512_q8,
+    .bf16_kernel = &m2k_bf16_avx512,
 };
 #endif

@@ -23,6 +23,8 @@ public struct ClipBenchmark: Sendable {
         /// Decoding and pre-processing one clip of a video file, when one was given.
         public var decodeMsMedian: Double?
         public var decodeMsP90: Double?
+        /// The machine's measured peaks, when asked for.
+        public var peak: MachinePeak?
 
         public struct Stage: Codable, Sendable {
             public var name: String
@@ -35,7 +37,7 @@ public struct ClipBenchmark: Sendable {
             case clipMsMin = "clip_ms_min", clipMsMax = "clip_ms_max"
             case frameMsMedian = "frame_ms_median", gflopPerClip = "gflop_per_clip"
             case gflopsMedian = "gflops_median", peakRSSMB = "peak_rss_mb"
-            case decodeMsMedian = "decode_ms_median", decodeMsP90 = "decode_ms_p90"
+            case decodeMsMedian = "decode_ms_median", decodeMsP90 = "decode_ms_p90", peak
         }
     }
 
