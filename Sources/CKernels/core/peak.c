@@ -2,7 +2,7 @@
  * as a share of what the cores really do (clock speeds under AVX-512 load vary by part):
  * independent accumulator chains, enough to cover the instruction latency on two ports. */
 #if defined(__x86_64__)
-#include "../core/internal.h"
+#include "internal.h"
 #include <immintrin.h>
 #include <time.h>
 
