@@ -16,6 +16,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // C compute core: scalar reference, x86 (AVX2, AVX-512) and Arm (NEON) variants,
@@ -48,6 +49,14 @@ let package = Package(
         .target(name: "Quantization", dependencies: ["M2Model", "Video", "SafeTensors"]),
         // Video → model → answers: classification of files (later: the daemon's pipelines).
         .target(name: "Pipeline", dependencies: ["M2Model", "Video"]),
+        // m2clipd as a library: configuration, camera pipelines, event bus, socket server.
+        .target(
+            name: "Daemon",
+            dependencies: ["Pipeline", "M2Model", "Video", .product(name: "Yams", package: "Yams")]
+        ),
+        .executableTarget(name: "m2clipd", dependencies: [
+            "Daemon", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .executableTarget(
             name: "m2clip",
             dependencies: [
@@ -55,6 +64,7 @@ let package = Package(
                 "Video",
                 "Pipeline",
                 "Quantization",
+                "Daemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -64,8 +74,9 @@ let package = Package(
         .testTarget(name: "VideoTests", dependencies: ["Video"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
         // Runs the built m2clip binary as a separate process.
-        .testTarget(name: "CLITests", dependencies: ["m2clip"]),
+        .testTarget(name: "CLITests", dependencies: ["m2clip", "m2clipd"]),
         // Fixtures live in Tests/Fixtures and are found from #filePath.
         .testTarget(name: "M2ModelTests", dependencies: ["M2Model"]),
     ]

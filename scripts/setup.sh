@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(pkg-config gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
-          libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg)
+          libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg systemd)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,3 +1,4 @@
+import Foundation
 import Ops
 
 /// One pre-LN block: x += attn(ln_1(x)); x += mlp(ln_2(x)).
@@ -87,6 +88,10 @@ final class TransformerEncoder: @unchecked Sendable {
     let layers: [EncoderLayer]
     let adapters: [BlockAdapters]
     let activation: Activation
+    /// The last pass's buffers, reused when the next pass has as many rows (steady-state
+    /// inference then allocates none); a pass that finds them in use allocates its own.
+    private var cachedWorkspace: EncoderWorkspace?
+    private let workspaceLock = NSLock()
 
     init(shape: EncoderShape, names: (Int) -> BlockNames, reader: WeightReader,
          adapters: [Int: BlockAdapters] = [:], context: ComputeContext) throws {
@@ -107,7 +112,8 @@ final class TransformerEncoder: @unchecked Sendable {
     func callAsFunction(_ x: Tensor, layout: SequenceLayout, causal: Bool,
                         firstTokenOnly: Bool = false, context: ComputeContext, times: StageTimes?,
                         trace: LayerTrace? = nil) {
-        let ws = EncoderWorkspace(rows: layout.rows, shape: shape)
+        let ws = takeWorkspace(rows: layout.rows)
+        defer { returnWorkspace(ws) }
         for (index, layer) in layers.enumerated() {
             let pruned = firstTokenOnly && index == layers.count - 1
             adapters[index].preAttention?.apply(x, layout: layout, firstTokenOnly: false,
@@ -122,6 +128,22 @@ final class TransformerEncoder: @unchecked Sendable {
                 trace.record(x, rows: rows, width: shape.hiddenSize)
             }
         }
+    }
+
+    private func takeWorkspace(rows: Int) -> EncoderWorkspace {
+        workspaceLock.lock()
+        defer { workspaceLock.unlock() }
+        if let ws = cachedWorkspace, ws.rows == rows {
+            cachedWorkspace = nil
+            return ws
+        }
+        return EncoderWorkspace(rows: rows, shape: shape)
+    }
+
+    private func returnWorkspace(_ ws: EncoderWorkspace) {
+        workspaceLock.lock()
+        cachedWorkspace = ws
+        workspaceLock.unlock()
     }
 
     /// x += out_proj(attn(ln_1(x))). With `firstTokenOnly`, attends from token 0 only and

@@ -1,0 +1,102 @@
+import Foundation
+
+/// What the daemon tells its subscribers, one JSON object per line (NDJSON). `EventBus`
+/// stamps `v`, `seq` (monotonic per daemon run) and `epoch` (this run's id) on publication.
+/// The schema is documented in docs/events.schema.json.
+public enum DaemonEvent: Sendable, Equatable {
+    /// First line on every connection.
+    case hello(Hello)
+    case actionStart(Action)
+    case actionUpdate(Action)
+    case actionEnd(Action)
+    case cameraStatus(CameraStatus)
+    case stats(Stats)
+
+    public struct Hello: Codable, Sendable, Equatable {
+        public var daemon: String
+        public var version: String
+        public var model: String
+        public var cameras: [String]
+        public var labels: Int
+    }
+
+    /// One scored label.
+    public struct Score: Codable, Sendable, Equatable {
+        public var label: String
+        public var score: Float
+    }
+
+    /// An action on one camera: `start` when its score rises above the start threshold,
+    /// `update` while it lasts, `end` when it falls below the end threshold (or the camera
+    /// stops, or the daemon shuts down).
+    public struct Action: Codable, Sendable, Equatable {
+        public var actionID: String
+        public var camera: String
+        public var label: String
+        public var score: Float
+        public var top: [Score]
+        /// Wall-clock (seconds since 1970) and monotonic (seconds) time of the window's first
+        /// and last frame.
+        public var windowStart: Double
+        public var windowEnd: Double
+        public var windowStartMonotonic: Double
+        public var windowEndMonotonic: Double
+        /// Model time for the window.
+        public var latencyMs: Double
+
+        enum CodingKeys: String, CodingKey {
+            case actionID = "action_id", camera, label, score, top
+            case windowStart = "window_start", windowEnd = "window_end"
+            case windowStartMonotonic = "window_start_mono", windowEndMonotonic = "window_end_mono"
+            case latencyMs = "latency_ms"
+        }
+    }
+
+    public struct CameraStatus: Codable, Sendable, Equatable {
+        public enum State: String, Codable, Sendable { case online, offline, stalled }
+        public var camera: String
+        public var status: State
+        public var reason: String?
+    }
+
+    public struct Stats: Codable, Sendable, Equatable {
+        public struct Camera: Codable, Sendable, Equatable {
+            public var camera: String
+            public var fpsIn: Double
+            public var fpsSampled: Double
+            public var fpsProcessed: Double
+            public var skippedWindows: Int
+            public var droppedFrames: Int
+            public var inferenceP50Ms: Double
+            public var inferenceP90Ms: Double
+
+            enum CodingKeys: String, CodingKey {
+                case camera, fpsIn = "fps_in", fpsSampled = "fps_sampled", fpsProcessed = "fps_processed"
+                case skippedWindows = "skipped_windows", droppedFrames = "dropped_frames"
+                case inferenceP50Ms = "inference_p50_ms", inferenceP90Ms = "inference_p90_ms"
+            }
+        }
+        public var cameras: [Camera]
+    }
+
+    /// The `type` field of the line.
+    public var type: String {
+        switch self {
+        case .hello: return "hello"
+        case .actionStart: return "action.start"
+        case .actionUpdate: return "action.update"
+        case .actionEnd: return "action.end"
+        case .cameraStatus: return "camera.status"
+        case .stats: return "stats"
+        }
+    }
+
+    /// The camera the event is about, for subscriber filters (nil: every subscriber gets it).
+    public var camera: String? {
+        switch self {
+        case .actionStart(let a), .actionUpdate(let a), .actionEnd(let a): return a.camera
+        case .cameraStatus(let s): return s.camera
+        case .hello, .stats: return nil
+        }
+    }
+}

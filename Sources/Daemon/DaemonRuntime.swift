@@ -1,0 +1,169 @@
+import Dispatch
+import Foundation
+import M2Model
+import Ops
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// m2clipd: the model, one pipeline per camera, the event bus and the socket server, under
+/// systemd's notify protocol. `run()` blocks until SIGTERM/SIGINT; SIGHUP reloads the
+/// configuration's cameras without dropping subscribers.
+public final class DaemonRuntime: @unchecked Sendable {
+    public static let version = "0.1.0"
+
+    let configurationPath: String
+    private(set) var configuration: DaemonConfiguration
+    let notifier = SystemdNotifier()
+    let engine: InferenceEngine
+    let bus: EventBus
+    let server: SocketServer
+    private var pipelines: [CameraPipeline] = []
+    private let lock = NSLock()
+    private let stopped = DispatchSemaphore(value: 0)
+    private var timers: [DispatchSourceTimer] = []
+    private var signalSources: [DispatchSourceSignal] = []
+    private var lastProgress: [Int] = []
+    private let queue = DispatchQueue(label: "m2clipd.control")
+
+    /// Loads the model and opens the socket (from systemd when socket-activated).
+    public init(configurationPath: String) throws {
+        self.configurationPath = configurationPath
+        let configuration = try DaemonConfiguration.load(path: configurationPath)
+        self.configuration = configuration
+        let context = try ComputeContext(threads: configuration.threads)
+        let model = try ModelFile.load(path: configuration.model, context: context)
+        engine = InferenceEngine(model: model, context: context)
+        bus = EventBus(epoch: UUID().uuidString.lowercased(), ringCapacity: 4096)
+        let hello = DaemonEvent.Hello(daemon: "m2clipd", version: Self.version, model: configuration.model,
+                                      cameras: configuration.cameras.map(\.id), labels: model.labels.count)
+        if let fd = SocketActivation.listeningFD() {
+            server = try SocketServer(listeningFD: fd, path: configuration.socket.path, bus: bus, hello: hello)
+        } else {
+            server = try SocketServer(path: configuration.socket.path, bus: bus, hello: hello,
+                                      options: .init(mode: mode_t(configuration.socket.permissions)))
+        }
+    }
+
+    /// Runs until SIGTERM or SIGINT; returns after a graceful drain.
+    public func run() throws {
+        for sig in [SIGTERM, SIGINT, SIGHUP] { signal(sig, SIG_IGN) }
+        try startPipelines()
+        notifier.ready(status: statusLine)
+        log("ready: \(statusLine), events on \(configuration.socket.path)")
+        addSignal(SIGTERM) { [weak self] in self?.requestStop("SIGTERM") }
+        addSignal(SIGINT) { [weak self] in self?.requestStop("SIGINT") }
+        addSignal(SIGHUP) { [weak self] in self?.reload() }
+        addTimer(every: configuration.statsIntervalSeconds) { [weak self] in self?.publishStats() }
+        if let interval = notifier.watchdogInterval {
+            addTimer(every: interval) { [weak self] in self?.watchdogTick() }
+        }
+        stopped.wait()
+        shutdown()
+    }
+
+    var statusLine: String {
+        "\(configuration.cameras.count) camera(s), \(engine.model.labels.count) labels, epoch \(bus.epoch.prefix(8))"
+    }
+
+    private func startPipelines() throws {
+        let built = try configuration.cameras.map { camera -> CameraPipeline in
+            let source: CameraSource
+            switch camera.source {
+            case .file(let path, let loop):
+                source = FileFrameSource(path: path, loop: loop)
+            case .v4l2:
+                throw PipelineError(camera: camera.id, "V4L2 sources are not supported by this build yet")
+            case .url:
+                throw PipelineError(camera: camera.id, "network stream sources are not supported by this build yet")
+            }
+            let bus = self.bus
+            return try CameraPipeline(camera: camera, source: source, engine: engine, epoch: bus.epoch,
+                                      emit: { bus.publish($0) })
+        }
+        lock.withLock {
+            pipelines = built
+            lastProgress = built.map { _ in -1 }
+        }
+        built.forEach { $0.start() }
+    }
+
+    private func stopPipelines(reason: String) {
+        let running = lock.withLock { pipelines }
+        running.forEach { $0.stop(reason: reason) }
+        let deadline = Date().addingTimeInterval(configuration.shutdownTimeoutSeconds)
+        for pipeline in running where !pipeline.wait(timeout: max(deadline.timeIntervalSinceNow, 0)) {
+            log("camera \(pipeline.camera.id): did not stop within \(configuration.shutdownTimeoutSeconds) s")
+        }
+    }
+
+    private func requestStop(_ why: String) {
+        log("\(why): stopping")
+        notifier.stopping()
+        stopped.signal()
+    }
+
+    private func shutdown() {
+        timers.forEach { $0.cancel() }
+        stopPipelines(reason: "shutdown")
+        publishStats()
+        bus.finishAll()
+        server.stop()
+        log("stopped")
+    }
+
+    /// SIGHUP: re-read the configuration; on success the cameras restart with it (their open
+    /// actions end), subscribers stay connected. An invalid file leaves everything running.
+    private func reload() {
+        do {
+            let next = try DaemonConfiguration.load(path: configurationPath)
+            guard next.model == configuration.model, next.socket == configuration.socket else {
+                log("reload: model or socket changed; restart the service to apply that (cameras kept)")
+                return
+            }
+            notifier.notify("RELOADING=1")
+            stopPipelines(reason: "reload")
+            configuration = next
+            try startPipelines()
+            notifier.notify("READY=1\nSTATUS=\(statusLine)")
+            log("reloaded: \(statusLine)")
+        } catch {
+            log("reload: \(error)")
+            notifier.notify("READY=1\nSTATUS=reload failed: \(error)")
+        }
+    }
+
+    private func publishStats() {
+        let cameras = lock.withLock { pipelines }.map { $0.stats() }
+        bus.publish(.stats(.init(cameras: cameras)))
+    }
+
+    /// WATCHDOG=1 only while frames and windows move (or no camera is left running).
+    private func watchdogTick() {
+        let current = lock.withLock { pipelines }
+        let progress = current.map { $0.totals.framesIn + $0.totals.processedWindows }
+        let moved = zip(progress, lastProgress).contains { $0 != $1 }
+        let anyRunning = current.contains { !$0.wait(timeout: 0) }
+        lock.withLock { lastProgress = progress }
+        if moved || !anyRunning { notifier.watchdog() }
+    }
+
+    private func addSignal(_ sig: Int32, _ handler: @escaping @Sendable () -> Void) {
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+        source.setEventHandler(handler: handler)
+        source.resume()
+        signalSources.append(source)
+    }
+
+    private func addTimer(every seconds: Double, _ handler: @escaping @Sendable () -> Void) {
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.schedule(deadline: .now() + seconds, repeating: seconds)
+        timer.setEventHandler(handler: handler)
+        timer.resume()
+        timers.append(timer)
+    }
+
+    func log(_ message: String) {
+        FileHandle.standardError.write(Data("m2clipd: \(message)\n".utf8))
+    }
+}

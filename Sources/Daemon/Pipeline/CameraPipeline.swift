@@ -1,0 +1,210 @@
+import Foundation
+import M2Model
+import Video
+
+/// One camera: source → `RollingWindow` → inference → `ActionTracker` → `emit`.
+///
+/// Threads: the source's thread samples and preprocesses frames and hands finished windows to
+/// a single slot; the pipeline's inference thread takes them from it. Capture never waits for
+/// the model: a window arriving while the slot is still full replaces the one waiting there
+/// (latest wins) and counts as skipped. Events, in order: `camera.status online` once the
+/// source has started; actions as windows are scored; when the source ends (end of file,
+/// failure, `stop`) the waiting window is still scored, open actions end, and `camera.status
+/// offline` comes last, with the reason. A source that fails to start gives only the offline
+/// status.
+public final class CameraPipeline: @unchecked Sendable {
+    /// Totals since `start`.
+    public struct Counters: Sendable, Equatable {
+        public var framesIn = 0
+        public var sampled = 0
+        public var windows = 0
+        public var processedWindows = 0
+        public var skippedWindows = 0
+        /// Frames the source lost (gaps in its sequence numbers).
+        public var droppedFrames = 0
+    }
+
+    public let camera: DaemonConfiguration.Camera
+    public let source: CameraSource
+    public let engine: InferenceEngine
+    public let scorer: WindowScorer
+    /// T.
+    public let frames: Int
+    private let emit: @Sendable (DaemonEvent) -> Void
+
+    private let state = NSCondition()
+    private var counters = Counters()
+    private var pending: RollingWindow.Window?
+    private var sourceEnd: CameraSourceEnd?
+    private var stopReason: String?
+    private var started = false
+    private var finished = false
+    /// Recent inference times in ms, oldest first.
+    private var latencies: [Double] = []
+    private static let latencyHistory = 100
+    private var lastStats: (time: Double, counters: Counters)?
+    /// Touched only on the source's thread.
+    private var rolling: RollingWindow?
+    private var lastSequence = -1
+    private var tracker: ActionTracker
+
+    /// - Parameters:
+    ///   - camera: its validated configuration (`frames` nil: the model's T).
+    ///   - epoch: this daemon run's id, for action ids.
+    ///   - top: labels listed in each action event.
+    ///   - emit: receives every event, from the pipeline's threads; must not block for long.
+    public init(camera: DaemonConfiguration.Camera, source: CameraSource, engine: InferenceEngine,
+                epoch: String, top: Int = 5, emit: @escaping @Sendable (DaemonEvent) -> Void) throws {
+        self.camera = camera
+        self.source = source
+        self.engine = engine
+        scorer = try WindowScorer(camera: camera, engine: engine)
+        frames = camera.frames ?? engine.model.configuration.frames
+        tracker = ActionTracker(camera: camera.id, thresholds: camera.thresholds, top: top, epoch: epoch)
+        self.emit = emit
+    }
+
+    /// Starts the source and the inference thread. Never throws: a source that cannot start
+    /// is reported as `camera.status offline` with its error.
+    public func start() {
+        state.withLock {
+            precondition(!started, "camera \(camera.id): pipeline started twice")
+            started = true
+            lastStats = (MonotonicClock.now(), Counters())
+        }
+        do {
+            try source.start(onFrame: { [self] in capture($0) }, onEnd: { [self] end in
+                state.withLock {
+                    sourceEnd = end
+                    state.broadcast()
+                }
+            })
+        } catch {
+            emit(.cameraStatus(.init(camera: camera.id, status: .offline, reason: "\(error)")))
+            state.withLock {
+                finished = true
+                state.broadcast()
+            }
+            return
+        }
+        emit(.cameraStatus(.init(camera: camera.id, status: .online, reason: nil)))
+        let thread = Thread { [self] in inferenceLoop() }
+        thread.name = "m2clip.inference.\(camera.id)"
+        thread.start()
+    }
+
+    /// Stops the source; the pipeline then finishes as described above, with `reason` in the
+    /// offline status. Returns at once: `wait` for the end.
+    public func stop(reason: String = "shutdown") {
+        state.withLock { if stopReason == nil { stopReason = reason } }
+        source.stop()
+    }
+
+    /// Waits until the offline status has been emitted; false on timeout.
+    @discardableResult
+    public func wait(timeout: Double) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        state.lock()
+        defer { state.unlock() }
+        while !finished {
+            if !state.wait(until: deadline) { return finished }
+        }
+        return true
+    }
+
+    public var totals: Counters { state.withLock { counters } }
+
+    /// Rates over the time since the previous call (or since `start`), and inference latency
+    /// percentiles over the last 100 windows. `fps_processed` counts sampled frames that
+    /// reached the model as new content: processed windows × stride per second (equal to
+    /// `fps_sampled` when no window is skipped).
+    public func stats() -> DaemonEvent.Stats.Camera {
+        state.withLock {
+            let now = MonotonicClock.now()
+            let previous = lastStats ?? (now, Counters())
+            lastStats = (now, counters)
+            let seconds = max(now - previous.time, 1e-9)
+            func rate(_ key: KeyPath<Counters, Int>) -> Double {
+                Double(counters[keyPath: key] - previous.counters[keyPath: key]) / seconds
+            }
+            let sorted = latencies.sorted()
+            return .init(camera: camera.id, fpsIn: rate(\.framesIn), fpsSampled: rate(\.sampled),
+                         fpsProcessed: rate(\.processedWindows) * Double(camera.stride),
+                         skippedWindows: counters.skippedWindows, droppedFrames: counters.droppedFrames,
+                         inferenceP50Ms: Self.percentile(sorted, 0.5), inferenceP90Ms: Self.percentile(sorted, 0.9))
+        }
+    }
+
+    /// Nearest-rank percentile of sorted values; 0 for none.
+    static func percentile(_ sorted: [Double], _ p: Double) -> Double {
+        guard !sorted.isEmpty else { return 0 }
+        let rank = Int((p * Double(sorted.count)).rounded(.up))
+        return sorted[min(max(rank, 1), sorted.count) - 1]
+    }
+
+    /// On the source's thread.
+    private func capture(_ frame: CapturedFrame) {
+        if rolling == nil {
+            rolling = RollingWindow(sourceFPS: source.fps, sampleFPS: camera.sampleFPS, frames: frames,
+                                    stride: camera.stride,
+                                    preprocessor: CLIPPreprocessor(size: engine.model.vision.configuration.imageSize))
+        }
+        let gap = lastSequence >= 0 ? max(frame.sequence - lastSequence - 1, 0) : 0
+        lastSequence = frame.sequence
+        let before = rolling!.sampled
+        let window = rolling!.add(frame)
+        let sampled = rolling!.sampled - before
+        state.withLock {
+            counters.framesIn += 1
+            counters.droppedFrames += gap
+            counters.sampled += sampled
+            guard let window else { return }
+            counters.windows += 1
+            if pending != nil { counters.skippedWindows += 1 }
+            pending = window
+            state.broadcast()
+        }
+    }
+
+    private func inferenceLoop() {
+        while true {
+            var window: RollingWindow.Window?
+            var end: CameraSourceEnd?
+            state.withLock {
+                while pending == nil && sourceEnd == nil { state.wait() }
+                window = pending
+                pending = nil
+                if window == nil { end = sourceEnd }
+            }
+            if let window {
+                process(window)
+                continue
+            }
+            let reason = state.withLock { stopReason } ?? end?.reason ?? "stopped"
+            for event in tracker.finish() { emit(event) }
+            emit(.cameraStatus(.init(camera: camera.id, status: .offline, reason: reason)))
+            state.withLock {
+                finished = true
+                state.broadcast()
+            }
+            return
+        }
+    }
+
+    private func process(_ window: RollingWindow.Window) {
+        let start = MonotonicClock.now()
+        let output = engine.run(pixels: window.pixels, frames: window.frames)
+        let scores = scorer.scores(output)
+        let latency = (MonotonicClock.now() - start) * 1000
+        state.withLock {
+            counters.processedWindows += 1
+            latencies.append(latency)
+            if latencies.count > Self.latencyHistory { latencies.removeFirst(latencies.count - Self.latencyHistory) }
+        }
+        let observation = ActionTracker.Observation(
+            scores: zip(scorer.labels, scores).map { DaemonEvent.Score(label: $0, score: $1) },
+            startWallClock: window.startWallClock, endWallClock: window.endWallClock,
+            startMonotonic: window.startMonotonic, endMonotonic: window.endMonotonic, latencyMs: latency)
+        for event in tracker.observe(observation) { emit(event) }
+    }
+}

@@ -1,0 +1,31 @@
+import ArgumentParser
+import Daemon
+
+@main
+struct M2CLIPD: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "m2clipd",
+        abstract: "M²-CLIP action events from cameras and video files, over a Unix socket (NDJSON).",
+        discussion: "Runs under systemd (Type=notify) or from a shell; see systemd/ and docs/events.schema.json.")
+
+    @Option(help: "The YAML configuration to run.")
+    var config: String?
+
+    @Option(name: .customLong("check-config"), help: "Validate a configuration file and exit.")
+    var checkConfig: String?
+
+    func validate() throws {
+        if (config == nil) == (checkConfig == nil) {
+            throw ValidationError("give --config FILE to run, or --check-config FILE to validate")
+        }
+    }
+
+    func run() throws {
+        if let checkConfig {
+            let c = try DaemonConfiguration.load(path: checkConfig)
+            print("\(checkConfig): ok (\(c.cameras.count) camera(s), model \(c.model), socket \(c.socket.path))")
+            return
+        }
+        try DaemonRuntime(configurationPath: config!).run()
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// m2clipd as users run it: a real daemon process on a looped video file, real subscriber
+/// processes on its Unix socket, SIGTERM.
+@Suite(.serialized) struct DaemonProcessTests {
+    static var directory: URL { CLITests.binary.deletingLastPathComponent() }
+    static var daemon: URL { directory.appendingPathComponent("m2clipd") }
+
+    /// A tiny untrained model file and a configuration in a fresh directory.
+    func setUp() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clipd-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let cli = CLITests()
+        #expect(try cli.run(["random-checkpoint", "--preset", "tiny", "--out", dir.appendingPathComponent("clip").path]).status == 0)
+        try "juggling\nsurfing\n".write(to: dir.appendingPathComponent("labels.txt"), atomically: true, encoding: .utf8)
+        let convert = try cli.run(["convert", "--hf", dir.appendingPathComponent("clip").path, "--labels",
+                                   dir.appendingPathComponent("labels.txt").path, "--frames", "4",
+                                   "--out", dir.appendingPathComponent("tiny.m2c").path])
+        #expect(convert.status == 0, "\(convert.stderr)")
+        let video = CLITests.fixtures.appendingPathComponent("video/phone_h264_rot90.mp4").path
+        try """
+        model: tiny.m2c
+        socket:
+          path: \(dir.path)/events.sock
+        stats_interval_s: 1
+        cameras:
+          - id: front
+            source: {file: \(video), loop: true}
+            sample_fps: 8
+            stride: 2
+            head: zero-shot
+            thresholds: {start: 0.3, end: 0.2}
+        """.write(to: dir.appendingPathComponent("m2clipd.yaml"), atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    func waitFor(_ path: String, seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if FileManager.default.fileExists(atPath: path) { return true }
+            usleep(50_000)
+        }
+        return false
+    }
+
+    @Test func eventsReachSubscribersAndSIGTERMDrains() throws {
+        let dir = try setUp()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let daemon = Process()
+        daemon.executableURL = Self.daemon
+        daemon.arguments = ["--config", dir.appendingPathComponent("m2clipd.yaml").path]
+        let daemonErr = Pipe()
+        daemon.standardError = daemonErr
+        try daemon.run()
+        let socket = dir.appendingPathComponent("events.sock").path
+        #expect(waitFor(socket, seconds: 20), "no socket at \(socket)")
+
+        // A subscriber that connects and never reads: it must not hold up the other one.
+        let stuck = Process()
+        stuck.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        stuck.arguments = ["python3", "-c", "import socket,time; s=socket.socket(socket.AF_UNIX); s.connect('\(socket)'); time.sleep(30)"]
+        try? stuck.run()
+
+        let subscriber = Process()
+        subscriber.executableURL = CLITests.binary
+        subscriber.arguments = ["subscribe", "--socket", socket, "--json"]
+        let out = Pipe()
+        subscriber.standardOutput = out
+        try subscriber.run()
+        sleep(4)
+        kill(daemon.processIdentifier, SIGTERM)
+        daemon.waitUntilExit()
+        subscriber.waitUntilExit()
+        if stuck.isRunning { stuck.terminate() }
+
+        let daemonLog = String(decoding: daemonErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(daemon.terminationStatus == 0, "\(daemonLog)")
+        let lines = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let types = lines.compactMap { $0["type"] as? String }
+        #expect(types.first == "hello")
+        #expect(types.contains("stats"), "\(types)")
+        let starts = types.filter { $0 == "action.start" }.count, ends = types.filter { $0 == "action.end" }.count
+        #expect(starts >= 1 && starts == ends, "starts \(starts), ends \(ends): every open action ends on SIGTERM")
+        #expect(types.last == "stats" || types.last == "camera.status" || types.last == "action.end", "\(types.suffix(3))")
+        let seqs = lines.compactMap { $0["seq"] as? Int }
+        #expect(seqs == seqs.sorted() && Set(seqs).count == seqs.count, "seq not increasing")
+        #expect(!FileManager.default.fileExists(atPath: socket), "socket left behind")
+    }
+
+    @Test func badConfigurationIsNamed() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clipd-bad-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("bad.yaml")
+        try "model: missing.m2c\nsocket: {path: /nonexistent-dir/x.sock}\ncameras: []\n".write(to: config, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = Self.daemon
+        process.arguments = ["--check-config", config.path]
+        let err = Pipe()
+        process.standardError = err
+        try process.run()
+        process.waitUntilExit()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus != 0)
+        #expect(message.contains(config.path), "\(message)")
+    }
+}
