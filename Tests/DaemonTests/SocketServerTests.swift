@@ -227,7 +227,7 @@ func eventServerOptions() -> SocketServer.Options {
         #expect(missing?.description.contains("does not exist") == true)
         #expect(bindError(dir.path + "/" + String(repeating: "s", count: 120))?.kind == .pathTooLong(limit: 107))
         let file = dir.appendingPathComponent("plain").path
-        FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        #expect(FileManager.default.createFile(atPath: file, contents: Data("x".utf8)))
         #expect(bindError(file)?.kind == .notASocket)
         #expect(FileManager.default.fileExists(atPath: file))
 
