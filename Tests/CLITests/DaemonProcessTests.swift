@@ -92,6 +92,43 @@ import Glibc
         #expect(!FileManager.default.fileExists(atPath: socket), "socket left behind")
     }
 
+    @Test func sighupReloadsCamerasAndKeepsSubscribers() throws {
+        let dir = try setUp()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let daemon = Process()
+        daemon.executableURL = Self.daemon
+        daemon.arguments = ["--config", dir.appendingPathComponent("m2clipd.yaml").path]
+        let daemonErr = Pipe()
+        daemon.standardError = daemonErr
+        try daemon.run()
+        let socket = dir.appendingPathComponent("events.sock").path
+        #expect(waitFor(socket, seconds: 20), "no socket at \(socket)")
+        let subscriber = Process()
+        subscriber.executableURL = CLITests.binary
+        subscriber.arguments = ["subscribe", "--socket", socket, "--json"]
+        let out = Pipe()
+        subscriber.standardOutput = out
+        try subscriber.run()
+        sleep(2)
+        // Rename the camera: the old one goes offline, the new one comes online, same connection.
+        let config = dir.appendingPathComponent("m2clipd.yaml")
+        let text = try String(contentsOf: config, encoding: .utf8).replacingOccurrences(of: "id: front", with: "id: back")
+        try text.write(to: config, atomically: true, encoding: .utf8)
+        kill(daemon.processIdentifier, SIGHUP)
+        sleep(3)
+        kill(daemon.processIdentifier, SIGTERM)
+        daemon.waitUntilExit()
+        subscriber.waitUntilExit()
+        let log = String(decoding: daemonErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(daemon.terminationStatus == 0, "\(log)")
+        #expect(log.contains("reloaded"), "\(log)")
+        let statuses = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { ($0["type"] as? String) == "camera.status" }
+            .map { "\($0["camera"] ?? "?") \($0["status"] ?? "?")" }
+        #expect(statuses.contains("front offline") && statuses.contains("back online"), "\(statuses)")
+    }
+
     @Test func badConfigurationIsNamed() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clipd-bad-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
