@@ -26,10 +26,28 @@ public final class DaemonRuntime: @unchecked Sendable {
     private var lastProgress: [Int] = []
     private let queue = DispatchQueue(label: "m2clipd.control")
 
+    /// The configuration at `path`, refused when it names a source kind this build cannot run
+    /// (the file format already has V4L2 and network streams; the sources come later).
+    public static func loadRunnable(path: String) throws -> DaemonConfiguration {
+        let configuration = try DaemonConfiguration.load(path: path)
+        for (index, camera) in configuration.cameras.enumerated() {
+            switch camera.source {
+            case .file: continue
+            case .v4l2:
+                throw ConfigurationError(file: path, field: "cameras[\(index)].source.v4l2",
+                                         "V4L2 cameras are not supported by this build yet (file sources only)")
+            case .url:
+                throw ConfigurationError(file: path, field: "cameras[\(index)].source.url",
+                                         "network streams are not supported by this build yet (file sources only)")
+            }
+        }
+        return configuration
+    }
+
     /// Loads the model and opens the socket (from systemd when socket-activated).
     public init(configurationPath: String) throws {
         self.configurationPath = configurationPath
-        let configuration = try DaemonConfiguration.load(path: configurationPath)
+        let configuration = try Self.loadRunnable(path: configurationPath)
         self.configuration = configuration
         let context = try ComputeContext(threads: configuration.threads)
         let model = try ModelFile.load(path: configuration.model, context: context)
@@ -116,7 +134,7 @@ public final class DaemonRuntime: @unchecked Sendable {
     /// actions end), subscribers stay connected. An invalid file leaves everything running.
     private func reload() {
         do {
-            let next = try DaemonConfiguration.load(path: configurationPath)
+            let next = try Self.loadRunnable(path: configurationPath)
             guard next.model == configuration.model, next.socket == configuration.socket else {
                 log("reload: model or socket changed; restart the service to apply that (cameras kept)")
                 return

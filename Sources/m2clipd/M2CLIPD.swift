@@ -22,7 +22,7 @@ struct M2CLIPD: ParsableCommand {
 
     func run() throws {
         if let checkConfig {
-            let c = try DaemonConfiguration.load(path: checkConfig)
+            let c = try DaemonRuntime.loadRunnable(path: checkConfig)
             print("\(checkConfig): ok (\(c.cameras.count) camera(s), model \(c.model), socket \(c.socket.path))")
             return
         }

@@ -145,5 +145,22 @@ import Glibc
         let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(process.terminationStatus != 0)
         #expect(message.contains(config.path), "\(message)")
+
+        // A source kind the format has but this build cannot run is refused up front.
+        let model = dir.appendingPathComponent("model.m2c")
+        #expect(FileManager.default.createFile(atPath: model.path, contents: Data()))
+        let v4l2 = dir.appendingPathComponent("v4l2.yaml")
+        try "model: model.m2c\nsocket: {path: \(dir.path)/x.sock}\ncameras:\n  - id: cam\n    source: {v4l2: /dev/video0, width: 640, height: 480, fps: 30}\n"
+            .write(to: v4l2, atomically: true, encoding: .utf8)
+        let check = Process()
+        check.executableURL = Self.daemon
+        check.arguments = ["--check-config", v4l2.path]
+        let checkErr = Pipe()
+        check.standardError = checkErr
+        try check.run()
+        check.waitUntilExit()
+        let refusal = String(decoding: checkErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(check.terminationStatus != 0)
+        #expect(refusal.contains("cameras[0].source.v4l2"), "\(refusal)")
     }
 }
