@@ -128,6 +128,45 @@ import Ops
         #expect(throws: CheckpointError.self) { _ = try CLIPModel(directory: absent, context: context) }
     }
 
+    /// The fixture split into two shards with an index, as save_pretrained does for big models.
+    func shardedCopy() throws -> TemporaryDirectory {
+        let dir = try TemporaryDirectory()
+        try FileManager.default.copyItem(atPath: fixturePath("tiny-clip/config.json"),
+                                         toPath: dir.url.appendingPathComponent("config.json").path)
+        let file = try SafeTensorsFile(path: fixturePath("tiny-clip/model.safetensors"))
+        var shards = [SafeTensorsWriter(), SafeTensorsWriter()]
+        var map: [String: String] = [:]
+        for (i, name) in file.names.enumerated() {
+            let info = file.info(name)!
+            try shards[i % 2].add(name: name, dtype: info.dtype, shape: info.shape, bytes: try file.bytes(name))
+            map[name] = "model-0000\(i % 2 + 1)-of-00002.safetensors"
+        }
+        for i in 0..<2 {
+            try shards[i].write(to: dir.url.appendingPathComponent("model-0000\(i + 1)-of-00002.safetensors").path)
+        }
+        let index = try JSONSerialization.data(withJSONObject: ["metadata": [:] as [String: String], "weight_map": map])
+        try index.write(to: dir.url.appendingPathComponent("model.safetensors.index.json"))
+        return dir
+    }
+
+    @Test func shardedCheckpointLoadsAndMatches() throws {
+        let dir = try shardedCopy()
+        let sharded = try CLIPModel(directory: dir.path, context: context)
+        let single = try CLIPModel(directory: fixturePath("tiny-clip"), context: context)
+        let reference = try SafeTensorsFile(path: fixturePath("tiny-clip/reference.safetensors"))
+        let shape = reference.info("pixel_values")!.shape
+        let input = Tensor(shape: shape, values: try reference.floats("pixel_values"))
+        #expect(sharded.vision!(pixels: input.data, frames: shape[0], context: context).array
+                == single.vision!(pixels: input.data, frames: shape[0], context: context).array)
+    }
+
+    @Test func missingShardIsNamed() throws {
+        let dir = try shardedCopy()
+        try FileManager.default.removeItem(at: dir.url.appendingPathComponent("model-00002-of-00002.safetensors"))
+        let message = try #require(loadError(dir))
+        #expect(message.contains("model-00002-of-00002.safetensors"), "\(message)")
+    }
+
     @Test func bf16WeightsLoad() throws {
         let dir = try copyOfFixture()
         let path = dir.url.appendingPathComponent("model.safetensors").path

@@ -22,18 +22,11 @@ public final class CLIPModel: @unchecked Sendable {
             throw CheckpointError(file: directory, "not a directory (expected a Hugging Face CLIP checkpoint directory)")
         }
         let configPath = dir.appendingPathComponent("config.json").path
-        let weightsPath = dir.appendingPathComponent("model.safetensors").path
         guard FileManager.default.fileExists(atPath: configPath) else {
             throw CheckpointError(file: configPath, "missing (every Hugging Face checkpoint has one)")
         }
-        guard FileManager.default.fileExists(atPath: weightsPath) else {
-            let hasPickle = FileManager.default.fileExists(atPath: dir.appendingPathComponent("pytorch_model.bin").path)
-            throw CheckpointError(file: weightsPath, hasPickle
-                ? "missing; only pytorch_model.bin is present: convert it to safetensors first"
-                : "missing")
-        }
         let config = try CLIPConfiguration.load(path: configPath)
-        let reader = try WeightReader(path: weightsPath)
+        let reader = WeightReader(source: try HuggingFaceWeights.open(directory: directory))
         configuration = config
         vision = towers == .text ? nil
             : try VisionTower(configuration: config.vision, projectionDim: config.projectionDim,

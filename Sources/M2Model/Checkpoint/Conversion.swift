@@ -58,8 +58,7 @@ public enum Conversion {
         switch source {
         case .huggingFace(let directory):
             let clip = try CLIPConfiguration.load(path: URL(fileURLWithPath: directory).appendingPathComponent("config.json").path)
-            let weights = URL(fileURLWithPath: directory).appendingPathComponent("model.safetensors").path
-            store = try renameHuggingFace(try open(weights), clip: clip)
+            store = try renameHuggingFace(try HuggingFaceWeights.open(directory: directory), clip: clip)
             configuration = try freshConfiguration(clip: clip, options: options)
             try addFreshAdapters(to: store, configuration: configuration, seed: options.seed)
             checkpointDirectory = directory
@@ -111,9 +110,9 @@ public enum Conversion {
 
     /// Hugging Face CLIPModel tensors under OpenAI names: q/k/v fused into in_proj,
     /// projections transposed to (in, out). Shapes are checked against `clip` on the way.
-    static func renameHuggingFace(_ file: SafeTensorsFile, clip: CLIPConfiguration) throws -> TensorStore {
+    static func renameHuggingFace(_ file: TensorSource, clip: CLIPConfiguration) throws -> TensorStore {
         let reader = WeightReader(source: file)
-        let store = TensorStore(origin: file.path)
+        let store = TensorStore(origin: file.origin)
         func move(_ from: String, _ to: String, _ shape: [Int]) throws {
             store.set(to, shape: shape, values: try reader.floats(from, shape: shape))
         }
