@@ -47,17 +47,34 @@ import Glibc
         return false
     }
 
-    @Test func eventsReachSubscribersAndSIGTERMDrains() throws {
-        let dir = try setUp()
-        defer { try? FileManager.default.removeItem(at: dir) }
+    /// m2clipd on the directory's configuration, once its socket exists.
+    func startDaemon(in dir: URL) throws -> (Process, Pipe, String) {
         let daemon = Process()
         daemon.executableURL = Self.daemon
         daemon.arguments = ["--config", dir.appendingPathComponent("m2clipd.yaml").path]
-        let daemonErr = Pipe()
-        daemon.standardError = daemonErr
+        let stderr = Pipe()
+        daemon.standardError = stderr
         try daemon.run()
         let socket = dir.appendingPathComponent("events.sock").path
         #expect(waitFor(socket, seconds: 20), "no socket at \(socket)")
+        return (daemon, stderr, socket)
+    }
+
+    /// `m2clip subscribe --json` on the socket.
+    func startSubscriber(_ socket: String) throws -> (Process, Pipe) {
+        let subscriber = Process()
+        subscriber.executableURL = CLITests.binary
+        subscriber.arguments = ["subscribe", "--socket", socket, "--json"]
+        let out = Pipe()
+        subscriber.standardOutput = out
+        try subscriber.run()
+        return (subscriber, out)
+    }
+
+    @Test func eventsReachSubscribersAndSIGTERMDrains() throws {
+        let dir = try setUp()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (daemon, daemonErr, socket) = try startDaemon(in: dir)
 
         // A subscriber that connects and never reads: it must not hold up the other one.
         let stuck = Process()
@@ -65,12 +82,7 @@ import Glibc
         stuck.arguments = ["python3", "-c", "import socket,time; s=socket.socket(socket.AF_UNIX); s.connect('\(socket)'); time.sleep(30)"]
         try? stuck.run()
 
-        let subscriber = Process()
-        subscriber.executableURL = CLITests.binary
-        subscriber.arguments = ["subscribe", "--socket", socket, "--json"]
-        let out = Pipe()
-        subscriber.standardOutput = out
-        try subscriber.run()
+        let (subscriber, out) = try startSubscriber(socket)
         sleep(4)
         kill(daemon.processIdentifier, SIGTERM)
         daemon.waitUntilExit()
@@ -95,20 +107,8 @@ import Glibc
     @Test func sighupReloadsCamerasAndKeepsSubscribers() throws {
         let dir = try setUp()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let daemon = Process()
-        daemon.executableURL = Self.daemon
-        daemon.arguments = ["--config", dir.appendingPathComponent("m2clipd.yaml").path]
-        let daemonErr = Pipe()
-        daemon.standardError = daemonErr
-        try daemon.run()
-        let socket = dir.appendingPathComponent("events.sock").path
-        #expect(waitFor(socket, seconds: 20), "no socket at \(socket)")
-        let subscriber = Process()
-        subscriber.executableURL = CLITests.binary
-        subscriber.arguments = ["subscribe", "--socket", socket, "--json"]
-        let out = Pipe()
-        subscriber.standardOutput = out
-        try subscriber.run()
+        let (daemon, daemonErr, socket) = try startDaemon(in: dir)
+        let (subscriber, out) = try startSubscriber(socket)
         sleep(2)
         // Rename the camera: the old one goes offline, the new one comes online, same connection.
         let config = dir.appendingPathComponent("m2clipd.yaml")
