@@ -40,11 +40,13 @@ let package = Package(
         // Video files in: FFmpeg decoding, frame sampling, CLIP preprocessing.
         .target(name: "Video", dependencies: ["CFFmpeg", "Ops", "CKernels"]),
         // CLIP configuration, checkpoint names, tokenizer, towers.
+        // The bundled CLIP vocabulary (data, kept out of Sources/).
         .target(
-            name: "M2Model",
-            dependencies: ["Ops", "SafeTensors"],
-            resources: [.copy("Resources/clip-tokenizer")]
+            name: "CLIPVocabulary",
+            path: "Resources/CLIPVocabulary",
+            resources: [.copy("clip-tokenizer")]
         ),
+        .target(name: "M2Model", dependencies: ["Ops", "SafeTensors", "CLIPVocabulary"]),
         // int8 model files: which weights, how, and what it costs in accuracy.
         .target(name: "Quantization", dependencies: ["M2Model", "Video", "SafeTensors"]),
         // Video → model → answers: classification of files (later: the daemon's pipelines).

@@ -15,7 +15,7 @@ import Testing
         .deletingLastPathComponent().deletingLastPathComponent()
     private static let fixtureURL = testsDirectory.appendingPathComponent("Fixtures/tokenizer/ids.json")
     private static let resourceDirectory = testsDirectory.deletingLastPathComponent()
-        .appendingPathComponent("Sources/M2Model/Resources/clip-tokenizer")
+        .appendingPathComponent("Resources/CLIPVocabulary/clip-tokenizer")
 
     @Test func everyFixtureCaseMatchesTransformers() throws {
         let tokenizer = try CLIPTokenizer.bundled()

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TOKENIZER_DIR = REPO_ROOT / "Sources" / "M2Model" / "Resources" / "clip-tokenizer"
+TOKENIZER_DIR = REPO_ROOT / "Resources" / "CLIPVocabulary" / "clip-tokenizer"
 DEFAULT_M2CLIP = REPO_ROOT / ".build" / "release" / "m2clip"
 DEFAULT_WORK_DIR = Path("/tmp/m2clip-vitb16")
 DEFAULT_SEED = 0

@@ -25,7 +25,7 @@ as /work/shared/data/labels), or `.json` (a list of strings, or an object with `
 `template`, optional `token_ids` — a list of id lists used as they are, without the tokenizer).
 Without `token_ids` each label becomes `template.format(label=...)` ("A video of {label}") tokenised
 by `transformers.CLIPTokenizer.from_pretrained(DIR)` (DIR holds vocab.json + merges.txt; default
-Sources/M2Model/Resources/clip-tokenizer), truncated to the context length with EOT kept last.
+Resources/CLIPVocabulary/clip-tokenizer), truncated to the context length with EOT kept last.
 
 OUT receives (float32; leading B only when the pixels had one):
     frame_embeds       (B, T, P)  post-adapter per-frame embeddings (P = projection dim)
@@ -103,7 +103,7 @@ from dataclasses import dataclass, field
 import torch
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-DEFAULT_TOKENIZER_DIR = os.path.join(REPO_ROOT, "Sources", "M2Model", "Resources", "clip-tokenizer")
+DEFAULT_TOKENIZER_DIR = os.path.join(REPO_ROOT, "Resources", "CLIPVocabulary", "clip-tokenizer")
 
 CONFIG_FORMAT = "m2clip-config"
 CONFIG_VERSION = 1

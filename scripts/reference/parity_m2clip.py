@@ -15,7 +15,7 @@ each with weights.safetensors, config.json (m2clip-config, see m2clip_reference.
 (the 400 K400 class names, one per line) and reference-T{T}.safetensors; WORK/pixels-T{T}.safetensors
 holds pixel_values F32 (T, 3, 224, 224), video-like and CLIP-normalised. The reference (fp32,
 m2clip_reference.forward; prompts "A video of {label}" tokenised by transformers' CLIPTokenizer
-from Sources/M2Model/Resources/clip-tokenizer) stores frame_embeds (T, 512), clip_frame_embeds,
+from Resources/CLIPVocabulary/clip-tokenizer) stores frame_embeds (T, 512), clip_frame_embeds,
 video_embed (512), vc_logits (400), label_text_embeds (400, 512), label_scores (400),
 label_token_ids (400, 77), logit_scale_exp.
 
