@@ -33,12 +33,19 @@ let package = Package(
             pkgConfig: "libavformat libavcodec libswscale libavutil",
             providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libavutil-dev"])]
         ),
+        // V4L2 (linux/videodev2.h) through libv4l2 from Debian's libv4l-dev.
+        .systemLibrary(
+            name: "CV4L2",
+            path: "Sources/CV4L2",
+            pkgConfig: "libv4l2",
+            providers: [.apt(["libv4l-dev"])]
+        ),
         // Tensors, thread pool and fp32 ops as Swift wrappers over CKernels.
         .target(name: "Ops", dependencies: ["CKernels"]),
         // The safetensors format: validated mmap reader and writer.
         .target(name: "SafeTensors"),
-        // Video files in: FFmpeg decoding, frame sampling, CLIP preprocessing.
-        .target(name: "Video", dependencies: ["CFFmpeg", "Ops", "CKernels"]),
+        // Video in: files through FFmpeg, cameras through V4L2, frame sampling, CLIP preprocessing.
+        .target(name: "Video", dependencies: ["CFFmpeg", "CV4L2", "Ops", "CKernels"]),
         // CLIP configuration, checkpoint names, tokenizer, towers.
         // The bundled CLIP vocabulary (data, kept out of Sources/).
         .target(
@@ -73,10 +80,12 @@ let package = Package(
         .testTarget(name: "KernelTests", dependencies: ["CKernels"]),
         .testTarget(name: "OpsTests", dependencies: ["Ops"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
-        .testTarget(name: "VideoTests", dependencies: ["Video"]),
+        // A scripted fake V4L2 device behind the V4L2Driver seam, for Video and Daemon tests.
+        .target(name: "V4L2Testing", dependencies: ["Video", "CV4L2"], path: "Tests/Support/V4L2Testing"),
+        .testTarget(name: "VideoTests", dependencies: ["Video", "CV4L2", "V4L2Testing"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "CV4L2", "V4L2Testing"]),
         // Runs the built m2clip binary as a separate process.
         .testTarget(name: "CLITests", dependencies: ["m2clip", "m2clipd"]),
         // Fixtures live in Tests/Fixtures and are found from #filePath.
