@@ -180,18 +180,48 @@ private func numbered(sourceFPS: Double, sampleFPS: Double, frames: Int, stride:
 
 /// Collects events from the pipeline's threads.
 final class EventLog: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = NSCondition()
     private var items: [DaemonEvent] = []
-    func append(_ event: DaemonEvent) { lock.withLock { items.append(event) } }
+    func append(_ event: DaemonEvent) { lock.withLock { items.append(event); lock.broadcast() } }
     var events: [DaemonEvent] { lock.withLock { items } }
+    /// Waits until `condition` holds (or 30 s pass) and returns the events.
+    func wait(until condition: ([DaemonEvent]) -> Bool) -> [DaemonEvent] {
+        let deadline = Date(timeIntervalSinceNow: 30)
+        lock.lock()
+        defer { lock.unlock() }
+        while !condition(items), lock.wait(until: deadline) {}
+        return items
+    }
 }
 
-/// Frames from `FileFrameSource`, collected.
+/// Frames (and connection changes) from a source, collected.
 final class FrameLog: @unchecked Sendable {
     private let lock = NSCondition()
     private var frames: [CapturedFrame] = []
     private var end: CameraSourceEnd?
-    func add(_ frame: CapturedFrame) { lock.withLock { frames.append(frame); lock.broadcast() } }
+    /// "online", "offline: reason", and "frame N" for each frame, in order.
+    private(set) var timeline: [String] = []
+    func add(_ frame: CapturedFrame) {
+        lock.withLock { frames.append(frame); timeline.append("frame \(frame.sequence)"); lock.broadcast() }
+    }
+    func status(_ status: CameraSourceStatus) {
+        lock.withLock {
+            switch status {
+            case .online: timeline.append("online")
+            case .offline(let reason): timeline.append("offline: \(reason)")
+            }
+            lock.broadcast()
+        }
+    }
+    var history: [String] { lock.withLock { timeline } }
+    /// Waits until `condition` holds for the timeline (or 30 s pass) and returns it.
+    func waitTimeline(until condition: ([String]) -> Bool) -> [String] {
+        let deadline = Date(timeIntervalSinceNow: 30)
+        lock.lock()
+        defer { lock.unlock() }
+        while !condition(timeline), lock.wait(until: deadline) {}
+        return timeline
+    }
     func finish(_ reason: CameraSourceEnd) { lock.withLock { end = reason; lock.broadcast() } }
     /// Waits until `condition` holds (or 30 s pass) and returns the frames and end.
     func wait(until condition: @escaping ([CapturedFrame], CameraSourceEnd?) -> Bool) -> ([CapturedFrame], CameraSourceEnd?) {
@@ -210,7 +240,9 @@ final class ScriptedSource: CameraSource, @unchecked Sendable {
     let fps = 10.0
     init(sequences: [Int]) { self.sequences = sequences }
     func start(onFrame: @escaping @Sendable (CapturedFrame) -> Void,
+               onStatus: @escaping @Sendable (CameraSourceStatus) -> Void,
                onEnd: @escaping @Sendable (CameraSourceEnd) -> Void) throws {
+        onStatus(.online)
         for s in sequences {
             let image = RGBFrame(width: 8, height: 6, rgb: (0..<(8 * 6 * 3)).map { UInt8(($0 * 7 + s) % 256) },
                                  index: s, timestamp: Double(s) / fps, sourceIndex: s, clamped: false)

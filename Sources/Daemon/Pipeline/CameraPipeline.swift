@@ -7,11 +7,16 @@ import Video
 /// Threads: the source's thread samples and preprocesses frames and hands finished windows to
 /// a single slot; the pipeline's inference thread takes them from it. Capture never waits for
 /// the model: a window arriving while the slot is still full replaces the one waiting there
-/// (latest wins) and counts as skipped. Events, in order: `camera.status online` once the
-/// source has started; actions as windows are scored; when the source ends (end of file,
-/// failure, `stop`) the waiting window is still scored, open actions end, and `camera.status
-/// offline` comes last, with the reason. A source that fails to start gives only the offline
-/// status.
+/// (latest wins) and counts as skipped.
+///
+/// Events, in order: `camera.status online` when the source reports it; actions as windows
+/// are scored. When the source goes offline (device unplugged, stream lost) the window waiting
+/// is still scored, open actions end and `camera.status offline` follows with the reason; the
+/// source reopens by itself and reports `online` again. An online source that delivers nothing
+/// for `stall_timeout_s` gives `camera.status stalled` (open actions end) and `online` once
+/// frames return. When the source ends (end of file, failure, `stop`) the waiting window is
+/// scored, open actions end, and `camera.status offline` comes last, with the reason. A source
+/// that fails to start gives only the offline status.
 public final class CameraPipeline: @unchecked Sendable {
     /// Totals since `start`.
     public struct Counters: Sendable, Equatable {
@@ -35,6 +40,12 @@ public final class CameraPipeline: @unchecked Sendable {
     private let state = NSCondition()
     private var counters = Counters()
     private var pending: RollingWindow.Window?
+    /// Connection changes not yet announced, each with the window that was waiting before it.
+    private var statusChanges: [(before: RollingWindow.Window?, status: DaemonEvent.CameraStatus)] = []
+    private var online = false
+    private var stalled = false
+    /// Monotonic time of the last frame (or of going online).
+    private var lastFrameAt = 0.0
     private var sourceEnd: CameraSourceEnd?
     private var stopReason: String?
     private var started = false
@@ -73,7 +84,8 @@ public final class CameraPipeline: @unchecked Sendable {
             lastStats = (MonotonicClock.now(), Counters())
         }
         do {
-            try source.start(onFrame: { [self] in capture($0) }, onEnd: { [self] end in
+            try source.start(onFrame: { [self] in capture($0) }, onStatus: { [self] in statusChanged($0) },
+                             onEnd: { [self] end in
                 state.withLock {
                     sourceEnd = end
                     state.broadcast()
@@ -87,7 +99,6 @@ public final class CameraPipeline: @unchecked Sendable {
             }
             return
         }
-        emit(.cameraStatus(.init(camera: camera.id, status: .online, reason: nil)))
         let thread = Thread { [self] in inferenceLoop() }
         thread.name = "m2clip.inference.\(camera.id)"
         thread.start()
@@ -142,8 +153,40 @@ public final class CameraPipeline: @unchecked Sendable {
         return sorted[min(max(rank, 1), sorted.count) - 1]
     }
 
+    /// On the source's thread. Windows never span a disconnection: the ring starts over.
+    private func statusChanged(_ change: CameraSourceStatus) {
+        rolling = nil
+        lastSequence = -1
+        let status: DaemonEvent.CameraStatus
+        switch change {
+        case .online: status = .init(camera: camera.id, status: .online, reason: nil)
+        case .offline(let reason): status = .init(camera: camera.id, status: .offline, reason: reason)
+        }
+        state.withLock {
+            statusChanges.append((pending, status))
+            pending = nil
+            online = change == .online
+            stalled = false
+            lastFrameAt = MonotonicClock.now()
+            state.broadcast()
+        }
+    }
+
     /// On the source's thread.
     private func capture(_ frame: CapturedFrame) {
+        let resumed = state.withLock {
+            lastFrameAt = MonotonicClock.now()
+            guard stalled else { return false }
+            stalled = false
+            statusChanges.append((pending, .init(camera: camera.id, status: .online, reason: nil)))
+            pending = nil
+            state.broadcast()
+            return true
+        }
+        if resumed {
+            rolling = nil
+            lastSequence = -1
+        }
         if rolling == nil {
             rolling = RollingWindow(sourceFPS: source.fps, sampleFPS: camera.sampleFPS, frames: frames,
                                     stride: camera.stride,
@@ -166,28 +209,64 @@ public final class CameraPipeline: @unchecked Sendable {
         }
     }
 
-    private func inferenceLoop() {
+    private enum Work {
+        case window(RollingWindow.Window)
+        case status(before: RollingWindow.Window?, DaemonEvent.CameraStatus)
+        case stalled(seconds: Double)
+        case end(CameraSourceEnd?)
+    }
+
+    /// The next thing to do, in the order things happened; waits for it.
+    private func nextWork() -> Work {
+        state.lock()
+        defer { state.unlock() }
         while true {
-            var window: RollingWindow.Window?
-            var end: CameraSourceEnd?
-            state.withLock {
-                while pending == nil && sourceEnd == nil { state.wait() }
-                window = pending
-                pending = nil
-                if window == nil { end = sourceEnd }
+            if !statusChanges.isEmpty {
+                let change = statusChanges.removeFirst()
+                return .status(before: change.before, change.status)
             }
-            if let window {
-                process(window)
+            if let window = pending {
+                pending = nil
+                return .window(window)
+            }
+            if sourceEnd != nil { return .end(sourceEnd) }
+            guard online, !stalled else {
+                state.wait()
                 continue
             }
-            let reason = state.withLock { stopReason } ?? end?.reason ?? "stopped"
-            for event in tracker.finish() { emit(event) }
-            emit(.cameraStatus(.init(camera: camera.id, status: .offline, reason: reason)))
-            state.withLock {
-                finished = true
-                state.broadcast()
+            let now = MonotonicClock.now()
+            let deadline = lastFrameAt + camera.stallTimeoutSeconds
+            if now >= deadline {
+                stalled = true
+                return .stalled(seconds: now - lastFrameAt)
             }
-            return
+            _ = state.wait(until: Date(timeIntervalSinceNow: deadline - now))
+        }
+    }
+
+    private func inferenceLoop() {
+        while true {
+            switch nextWork() {
+            case .window(let window):
+                process(window)
+            case .status(let before, let status):
+                if let before { process(before) }
+                if status.status != .online { for event in tracker.finish() { emit(event) } }
+                emit(.cameraStatus(status))
+            case .stalled(let seconds):
+                for event in tracker.finish() { emit(event) }
+                emit(.cameraStatus(.init(camera: camera.id, status: .stalled,
+                                         reason: String(format: "no frame for %.1f s", seconds))))
+            case .end(let end):
+                let reason = state.withLock { stopReason } ?? end?.reason ?? "stopped"
+                for event in tracker.finish() { emit(event) }
+                emit(.cameraStatus(.init(camera: camera.id, status: .offline, reason: reason)))
+                state.withLock {
+                    finished = true
+                    state.broadcast()
+                }
+                return
+            }
         }
     }
 

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Video
 
 /// One frame from a camera, stamped when it was captured.
@@ -31,25 +34,52 @@ public enum CameraSourceEnd: Sendable, Equatable {
     }
 }
 
-/// A camera as the pipeline sees it: push-based. `start` opens the device or file and returns
-/// once frames can flow (or throws); frames then arrive on the source's own thread through
-/// `onFrame`, in order, and `onEnd` is called exactly once after the last one. `stop()` asks
-/// the source to end (`onEnd(.stopped)`) and may be called from any thread, repeatedly.
+/// A live source's connection state, reported while it runs.
+public enum CameraSourceStatus: Sendable, Equatable {
+    /// Frames flow (again). Reported once the device or stream is open.
+    case online
+    /// The device or stream went away (unplugged, I/O error, stream dropped); the source keeps
+    /// trying to reopen it and reports `online` when it is back. Frame sequence numbers may
+    /// restart after it.
+    case offline(String)
+}
+
+/// A camera as the pipeline sees it: push-based. `start` checks what can be checked at once
+/// (a file that does not open, a device that is not a camera) and throws for that; otherwise
+/// it returns and the source works on its own thread: `onStatus(.online)` when frames can
+/// flow, frames through `onFrame` in order, `onStatus(.offline)` / `.online` as a device comes
+/// and goes, and `onEnd` exactly once after the last frame. `stop()` asks the source to end
+/// (`onEnd(.stopped)`) and may be called from any thread, repeatedly.
 ///
-/// Sources for files, V4L2 devices and network streams implement this; the callbacks must
-/// return quickly (the pipeline only preprocesses and hands windows off).
+/// Sources for files, V4L2 devices and network streams implement this; the callbacks come from
+/// one thread at a time and must return quickly (the pipeline only preprocesses and hands
+/// windows off).
 public protocol CameraSource: AnyObject, Sendable {
     /// Nominal frames per second; valid from the first `onFrame` call on.
     var fps: Double { get }
     func start(onFrame: @escaping @Sendable (CapturedFrame) -> Void,
+               onStatus: @escaping @Sendable (CameraSourceStatus) -> Void,
                onEnd: @escaping @Sendable (CameraSourceEnd) -> Void) throws
     func stop()
 }
 
+extension CameraSource {
+    /// `start` for callers that do not follow the connection state.
+    public func start(onFrame: @escaping @Sendable (CapturedFrame) -> Void,
+                      onEnd: @escaping @Sendable (CameraSourceEnd) -> Void) throws {
+        try start(onFrame: onFrame, onStatus: { _ in }, onEnd: onEnd)
+    }
+}
+
 /// The clocks frames are stamped with.
 public enum MonotonicClock {
-    /// Seconds on CLOCK_MONOTONIC (uptime; does not jump with the wall clock).
-    public static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+    /// Seconds on CLOCK_MONOTONIC (does not jump with the wall clock), the clock V4L2 drivers
+    /// stamp buffers with (V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC).
+    public static func now() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
     /// Seconds since 1970.
     public static func wallNow() -> Double { Date().timeIntervalSince1970 }
 }

@@ -18,6 +18,7 @@ import Yams
 ///         head: zero-shot                 # optional: vc | zero-shot (default: auto)
 ///         thresholds: { start: 0.6, end: 0.4, min_duration_s: 1.0 }
 ///         labels: [opening door, closing door]   # optional, zero-shot only
+///         stall_timeout_s: 5              # optional: no frame this long → camera.status stalled
 ///
 /// `load(path:)` rejects unknown keys and checks every value; errors name the file and the
 /// field (`ConfigurationError`).
@@ -58,10 +59,12 @@ public struct DaemonConfiguration: Codable, Sendable, Equatable {
         public var thresholds: Thresholds
         /// Replaces the model's label set for zero-shot scoring on this camera.
         public var labels: [String]?
+        /// A source that is online but delivers no frame for this long is reported `stalled`.
+        public var stallTimeoutSeconds: Double = 5
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case id, source, stride, frames, head, thresholds, labels
-            case sampleFPS = "sample_fps"
+            case sampleFPS = "sample_fps", stallTimeoutSeconds = "stall_timeout_s"
         }
     }
 
@@ -186,6 +189,7 @@ extension DaemonConfiguration.Camera {
         }
         thresholds = try c.decodeIfPresent(DaemonConfiguration.Thresholds.self, forKey: .thresholds) ?? .init()
         labels = try c.decodeIfPresent([String].self, forKey: .labels)
+        stallTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .stallTimeoutSeconds) ?? 5
     }
 }
 

@@ -27,6 +27,7 @@ public final class FileFrameSource: CameraSource, @unchecked Sendable {
     }
 
     public func start(onFrame: @escaping @Sendable (CapturedFrame) -> Void,
+                      onStatus: @escaping @Sendable (CameraSourceStatus) -> Void,
                       onEnd: @escaping @Sendable (CameraSourceEnd) -> Void) throws {
         let video = try VideoFile(path: path)
         lock.withLock {
@@ -36,6 +37,7 @@ public final class FileFrameSource: CameraSource, @unchecked Sendable {
         }
         let box = UncheckedBox(video)
         let thread = Thread { [self] in
+            onStatus(.online)
             onEnd(self.run(box.value, onFrame: onFrame))
         }
         thread.name = "m2clip.file-source"
