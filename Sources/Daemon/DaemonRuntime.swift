@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import M2Model
 import Ops
+import Video
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,20 +27,16 @@ public final class DaemonRuntime: @unchecked Sendable {
     private var lastProgress: [Int] = []
     private let queue = DispatchQueue(label: "m2clipd.control")
 
-    /// The configuration at `path`, refused when it names a source kind this build cannot run
-    /// (the file format already has V4L2 and network streams; the sources come later).
+    /// The configuration at `path`, refused when it has a network stream and this process
+    /// cannot reach the network (the sandbox of the shipped units).
     public static func loadRunnable(path: String) throws -> DaemonConfiguration {
         let configuration = try DaemonConfiguration.load(path: path)
         for (index, camera) in configuration.cameras.enumerated() {
-            switch camera.source {
-            case .file: continue
-            case .v4l2:
-                throw ConfigurationError(file: path, field: "cameras[\(index)].source.v4l2",
-                                         "V4L2 cameras are not supported by this build yet (file sources only)")
-            case .url:
-                throw ConfigurationError(file: path, field: "cameras[\(index)].source.url",
-                                         "network streams are not supported by this build yet (file sources only)")
-            }
+            guard case .url(let url) = camera.source, let host = try? StreamURL(url).host,
+                  let problem = NetworkAccess.problem(reaching: host) else { continue }
+            throw ConfigurationError(file: path, field: "cameras[\(index)].source.url",
+                                     "a network stream, but \(problem); under systemd, install "
+                                         + "systemd/m2clipd-network.conf as a drop-in")
         }
         return configuration
     }
@@ -90,10 +87,11 @@ public final class DaemonRuntime: @unchecked Sendable {
             switch camera.source {
             case .file(let path, let loop):
                 source = FileFrameSource(path: path, loop: loop)
-            case .v4l2:
-                throw PipelineError(camera: camera.id, "V4L2 sources are not supported by this build yet")
-            case .url:
-                throw PipelineError(camera: camera.id, "network stream sources are not supported by this build yet")
+            case .v4l2(let device, let width, let height, let fps, let format):
+                source = V4L2CameraSource(device: device, request: .init(
+                    width: width, height: height, fps: fps, format: format.flatMap(V4L2PixelFormat.init(rawValue:))))
+            case .url(let url):
+                source = StreamFrameSource(url: url)
             }
             let bus = self.bus
             return try CameraPipeline(camera: camera, source: source, engine: engine, epoch: bus.epoch,

@@ -24,25 +24,51 @@ func ffmpegMessage(_ code: Int32) -> String {
     }
 }
 
+/// Where opening an input failed, for the caller to explain FFmpeg's error code.
+enum OpenStep {
+    /// avformat_open_input: reaching and recognising the input.
+    case open
+    /// avformat_find_stream_info: reading ahead to learn the streams' codecs and rates.
+    case probe
+}
+
 /// One open video stream: the demuxer (libavformat) and the decoder (libavcodec, one thread:
 /// the engine owns the CPU budget). Packets the decoder rejects are skipped and counted.
 final class FFmpegInput {
+    /// The file path, or the stream URL without credentials: what errors name.
     let path: String
     let format: UnsafeMutablePointer<AVFormatContext>
     let codec: UnsafeMutablePointer<AVCodecContext>
     let streamIndex: Int32
     private let packet: UnsafeMutablePointer<AVPacket>
+    /// libavformat calls the interrupt callback until avformat_close_input returns, so the
+    /// state it points to lives as long as the context.
+    private let interrupt: StreamInterrupt?
     private var draining = false
     private(set) var atEnd = false
     /// Packets the decoder refused (corrupt data), and decode calls that failed.
     private(set) var rejectedPackets = 0
     private var consecutiveReadErrors = 0
+    /// Why reading stopped: AVERROR_EOF at a clean end, else the I/O error (the AVIOContext's
+    /// error when the demuxer reported it as an end). nil while packets still come.
+    private(set) var endCode: Int32?
 
     var stream: UnsafeMutablePointer<AVStream> { format.pointee.streams[Int(streamIndex)]! }
 
-    init(path: String) throws {
+    /// Average frame rate (avg_frame_rate; r_frame_rate, then 25, when the stream gives none).
+    var frameRate: Double {
+        func rate(_ r: AVRational) -> Double? {
+            guard r.num > 0, r.den > 0 else { return nil }
+            let value = Double(r.num) / Double(r.den)
+            return value <= 1000 ? value : nil
+        }
+        return rate(stream.pointee.avg_frame_rate) ?? rate(stream.pointee.r_frame_rate) ?? 25
+    }
+
+    /// A local file; `path` is checked with stat() first so a missing or empty file gets a plain
+    /// answer rather than FFmpeg's.
+    convenience init(path: String) throws {
         _ = ffmpegLogLevel
-        self.path = path
         var info = stat()
         if stat(path, &info) != 0 {
             let code = errno
@@ -53,18 +79,44 @@ final class FFmpegInput {
             throw VideoError(path: path, kind: .noSuchFile, detail: "it is a directory")
         }
         if info.st_size == 0 { throw VideoError(path: path, kind: .notMediaFile, detail: "empty file") }
-
-        var context: UnsafeMutablePointer<AVFormatContext>? = nil
-        let opened = avformat_open_input(&context, path, nil, nil)
-        guard opened >= 0, let format = context else {
-            throw FFmpegInput.openFailure(path: path, code: opened)
+        try self.init(url: path, name: path, options: [], interrupt: nil) { step, code in
+            switch step {
+            case .open: return FFmpegInput.openFailure(path: path, code: code)
+            case .probe: return VideoError(path: path, kind: .corrupt, detail: ffmpegMessage(code))
+            }
         }
+    }
+
+    /// Any input libavformat opens: a path, or a URL (rtsp://, http://, udp://, ...). With an
+    /// `interrupt`, every blocking call of this input polls it (AVFormatContext
+    /// .interrupt_callback), so the caller bounds each one by arming its deadline. `options` go
+    /// to the protocol and demuxer (avformat_open_input's AVDictionary), `name` is what errors
+    /// show, and `explain` turns a failed step's AVERROR into the error to throw.
+    init(url: String, name: String, options: [(key: String, value: String)], interrupt: StreamInterrupt?,
+         explain: (OpenStep, Int32) -> VideoError) throws {
+        _ = ffmpegLogLevel
+        path = name
+        self.interrupt = interrupt
+        // The callback must be in place before avformat_open_input: connecting is the call most
+        // likely to hang.
+        guard let allocated = avformat_alloc_context() else {
+            throw VideoError(path: name, kind: .corrupt, detail: "out of memory for the demuxer")
+        }
+        if let interrupt { allocated.pointee.interrupt_callback = interrupt.callback }
+        var dictionary: OpaquePointer? = nil
+        defer { av_dict_free(&dictionary) }
+        for option in options { av_dict_set(&dictionary, option.key, option.value, 0) }
+
+        // On failure avformat_open_input frees the context it was given.
+        var context: UnsafeMutablePointer<AVFormatContext>? = allocated
+        let opened = avformat_open_input(&context, url, nil, &dictionary)
+        guard opened >= 0, let format = context else { throw explain(.open, opened) }
         var owned = true
         defer { if owned { var c: UnsafeMutablePointer<AVFormatContext>? = format; avformat_close_input(&c) } }
 
         let found = avformat_find_stream_info(format, nil)
-        if found < 0 { throw VideoError(path: path, kind: .corrupt, detail: ffmpegMessage(found)) }
-        let index = try FFmpegInput.videoStream(format, path: path)
+        if found < 0 { throw explain(.probe, found) }
+        let index = try FFmpegInput.videoStream(format, path: name)
         let stream = format.pointee.streams[Int(index)]!
         for i in 0..<Int(format.pointee.nb_streams) where i != Int(index) {
             format.pointee.streams[i]!.pointee.discard = AVDISCARD_ALL
@@ -72,11 +124,11 @@ final class FFmpegInput {
 
         let parameters = stream.pointee.codecpar!
         guard let decoder = avcodec_find_decoder(parameters.pointee.codec_id) else {
-            throw VideoError(path: path, kind: .unsupportedCodec(FFmpegInput.codecLabel(parameters)),
+            throw VideoError(path: name, kind: .unsupportedCodec(FFmpegInput.codecLabel(parameters)),
                              detail: "no decoder in this FFmpeg build")
         }
         guard let codec = avcodec_alloc_context3(decoder) else {
-            throw VideoError(path: path, kind: .corrupt, detail: "out of memory for the decoder")
+            throw VideoError(path: name, kind: .corrupt, detail: "out of memory for the decoder")
         }
         var copied = avcodec_parameters_to_context(codec, parameters)
         codec.pointee.thread_count = 1
@@ -85,12 +137,12 @@ final class FFmpegInput {
         var unopened: UnsafeMutablePointer<AVCodecContext>? = codec
         if copied < 0 {
             avcodec_free_context(&unopened)
-            throw VideoError(path: path, kind: .unsupportedCodec(FFmpegInput.codecLabel(parameters)),
+            throw VideoError(path: name, kind: .unsupportedCodec(FFmpegInput.codecLabel(parameters)),
                              detail: "decoder refused the stream: \(ffmpegMessage(copied))")
         }
         guard let packet = av_packet_alloc() else {
             avcodec_free_context(&unopened)
-            throw VideoError(path: path, kind: .corrupt, detail: "out of memory for a packet")
+            throw VideoError(path: name, kind: .corrupt, detail: "out of memory for a packet")
         }
         owned = false
         self.format = format
@@ -198,11 +250,19 @@ final class FFmpegInput {
     private func sendNextPacket() {
         while true {
             let read = av_read_frame(format, packet)
+            if read == m2ff_averror_eagain(), let interrupt, !interrupt.shouldAbort() {
+                // A network demuxer with nothing yet (RTSP over UDP): wait for more, until the
+                // caller's read deadline.
+                usleep(10_000)
+                continue
+            }
             if read < 0 {
                 consecutiveReadErrors += 1
                 let endOfInput = read == m2ff_averror_eof()
                     || (format.pointee.pb.map { avio_feof($0) != 0 } ?? true)
                 if endOfInput || consecutiveReadErrors > 32 {
+                    let ioError = format.pointee.pb.map { $0.pointee.error } ?? 0
+                    endCode = read == m2ff_averror_eof() && ioError < 0 ? ioError : read
                     avcodec_send_packet(codec, nil)
                     draining = true
                     return
@@ -232,6 +292,7 @@ final class FFmpegInput {
         avcodec_flush_buffers(codec)
         draining = false
         atEnd = false
+        endCode = nil
         consecutiveReadErrors = 0
         return true
     }

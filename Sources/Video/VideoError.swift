@@ -1,6 +1,7 @@
-/// Why a video could not be opened or a frame not delivered: one line naming the file and,
-/// where it matters, the frame, e.g.
-/// `video clips/a.mp4: frame 41 is not decodable (Invalid data found when processing input)`.
+/// Why a video could not be opened or a frame not delivered: one line naming the file (or the
+/// stream URL, without credentials) and, where it matters, the frame, e.g.
+/// `video clips/a.mp4: frame 41 is not decodable (Invalid data found when processing input)`,
+/// `video rtsp://cam1/main: timed out (connecting: no answer within 10 s)`.
 public struct VideoError: Error, CustomStringConvertible, Sendable {
     public enum Kind: Sendable, Equatable {
         /// Nothing at the path, or a directory (`detail` says so).
@@ -19,8 +20,20 @@ public struct VideoError: Error, CustomStringConvertible, Sendable {
         case frameNotDecodable(Int)
         /// A negative frame index, or another request no file can satisfy.
         case invalidRequest
+        /// A stream address that is not a URL libavformat can open (`detail` says why).
+        case invalidURL
+        /// The stream's server could not be reached or refused it (connection refused, no
+        /// route, HTTP 404, RTSP 401, ...).
+        case connectionFailed
+        /// An open stream failed while reading (connection reset, I/O error).
+        case connectionLost
+        /// Opening, probing or reading took longer than its deadline.
+        case timedOut
+        /// Aborted from another thread (`StreamCancellation.cancel()`).
+        case cancelled
     }
 
+    /// The file path, or the stream URL without credentials (`StreamURL.redacted`).
     public let path: String
     public let kind: Kind
     /// FFmpeg's message or another specific, for the end of the line; may be empty.
@@ -43,6 +56,11 @@ public struct VideoError: Error, CustomStringConvertible, Sendable {
         case .corrupt: what = "truncated or corrupt file"
         case .frameNotDecodable(let index): what = "frame \(index) is not decodable"
         case .invalidRequest: what = "invalid request"
+        case .invalidURL: what = "not a stream URL"
+        case .connectionFailed: what = "cannot connect"
+        case .connectionLost: what = "connection lost"
+        case .timedOut: what = "timed out"
+        case .cancelled: what = "cancelled"
         }
         let line = detail.isEmpty ? "video \(path): \(what)" : "video \(path): \(what) (\(detail))"
         return line.split(whereSeparator: \.isNewline).joined(separator: " ")

@@ -146,21 +146,54 @@ import Glibc
         #expect(process.terminationStatus != 0)
         #expect(message.contains(config.path), "\(message)")
 
-        // A source kind the format has but this build cannot run is refused up front.
-        let model = dir.appendingPathComponent("model.m2c")
-        #expect(FileManager.default.createFile(atPath: model.path, contents: Data()))
-        let v4l2 = dir.appendingPathComponent("v4l2.yaml")
-        try "model: model.m2c\nsocket: {path: \(dir.path)/x.sock}\ncameras:\n  - id: cam\n    source: {v4l2: /dev/video0, width: 640, height: 480, fps: 30}\n"
-            .write(to: v4l2, atomically: true, encoding: .utf8)
+    }
+
+    /// Runs `m2clipd --check-config` on `yaml` (written next to an empty model file), through
+    /// `prefix` (e.g. unshare); the exit status and standard error.
+    static func checkConfig(_ yaml: String, prefix: [String] = []) throws -> (status: Int32, stderr: String) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clipd-check-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        #expect(FileManager.default.createFile(atPath: dir.appendingPathComponent("model.m2c").path, contents: Data()))
+        let config = dir.appendingPathComponent("m2clipd.yaml")
+        try ("model: model.m2c\nsocket: {path: \(dir.path)/x.sock}\ncameras:\n" + yaml)
+            .write(to: config, atomically: true, encoding: .utf8)
         let check = Process()
-        check.executableURL = Self.daemon
-        check.arguments = ["--check-config", v4l2.path]
-        let checkErr = Pipe()
-        check.standardError = checkErr
+        check.executableURL = URL(fileURLWithPath: prefix.isEmpty ? daemon.path : "/usr/bin/env")
+        check.arguments = (prefix.isEmpty ? [] : prefix + [daemon.path]) + ["--check-config", config.path]
+        let err = Pipe()
+        check.standardError = err
         try check.run()
         check.waitUntilExit()
-        let refusal = String(decoding: checkErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(check.terminationStatus != 0)
-        #expect(refusal.contains("cameras[0].source.v4l2"), "\(refusal)")
+        return (check.terminationStatus, String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    }
+
+    @Test func checkConfigValidatesCameraSources() throws {
+        let v4l2 = try Self.checkConfig("  - id: cam\n    source: {v4l2: /dev/video0, width: 640, height: 480, fps: 30, format: YUYV}\n")
+        #expect(v4l2.status == 0, "\(v4l2.stderr)")
+        let format = try Self.checkConfig("  - id: cam\n    source: {v4l2: /dev/video0, width: 640, height: 480, fps: 30, format: H264}\n")
+        #expect(format.status != 0)
+        #expect(format.stderr.contains("cameras[0].source.format: \"H264\" is not one of YUYV, NV12, MJPG"), "\(format.stderr)")
+        let url = try Self.checkConfig("  - id: cam\n    source: {url: \"rtsp://admin:hunter2@camera.local:99999/s\"}\n")
+        #expect(url.status != 0)
+        #expect(url.stderr.contains("cameras[0].source.url:") && url.stderr.contains("port"), "\(url.stderr)")
+        #expect(!url.stderr.contains("hunter2"), "the password never shows")
+    }
+
+    /// The shipped units keep m2clipd off the network; a network camera must be refused at
+    /// --check-config with the drop-in to install, not become a camera that never connects.
+    /// `unshare -n` gives the same sandbox as PrivateNetwork=yes (root only).
+    @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare")))
+    func networkCameraWithoutNetworkIsRefused() throws {
+        let yaml = "  - id: cam\n    source: {url: \"rtsp://10.0.0.5/stream1\"}\n"
+        let open = try Self.checkConfig(yaml)
+        #expect(open.status == 0, "\(open.stderr)")
+        let sandboxed = try Self.checkConfig(yaml, prefix: ["unshare", "-n"])
+        #expect(sandboxed.status != 0)
+        #expect(sandboxed.stderr.contains("cameras[0].source.url: a network stream, but this process has no network interface but loopback"), "\(sandboxed.stderr)")
+        #expect(sandboxed.stderr.contains("systemd/m2clipd-network.conf"))
+        // A stream on this host itself needs no network.
+        let local = try Self.checkConfig("  - id: cam\n    source: {url: \"http://127.0.0.1:8080/cam.mjpeg\"}\n", prefix: ["unshare", "-n"])
+        #expect(local.status == 0, "\(local.stderr)")
     }
 }

@@ -117,7 +117,7 @@ import Testing
         ("{url: \"rtsp://10.0.0.5/stream1\"}", "{}", "cameras[2].source: needs one of file, v4l2, url"),
         ("{url: \"rtsp://10.0.0.5/stream1\"}", "{url: \"rtsp://x/y\", file: clip.mp4}",
          "cameras[2].source: has both file and url; give one"),
-        ("{url: \"rtsp://10.0.0.5/stream1\"}", "{url: \"not a url\"}", "cameras[2].source.url: \"not a url\" is not a URL"),
+        ("{url: \"rtsp://10.0.0.5/stream1\"}", "{url: \"not a url\"}", "cameras[2].source.url: video not a url: not a stream URL"),
         ("file: clip.mp4", "file: gone.mp4", "cameras[0].source.file: no file at"),
         ("width: 640", "width: 0", "cameras[1].source.width: must be positive (got 0)"),
         ("fps: 30", "fps: 0", "cameras[1].source.fps: must be positive"),

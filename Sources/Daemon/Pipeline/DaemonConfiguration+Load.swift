@@ -1,4 +1,5 @@
 import Foundation
+import Video
 import Yams
 
 extension DaemonConfiguration {
@@ -85,20 +86,29 @@ extension DaemonConfiguration {
                     throw fail("\(at).source.file", "no file at \(resolved)")
                 }
                 camera.source = .file(path: resolved, loop: loop)
-            case .v4l2(let device, let width, let height, let fps, _):
+            case .v4l2(let device, let width, let height, let fps, let format):
                 guard !device.isEmpty else { throw fail("\(at).source.v4l2", "empty device") }
+                if let format, V4L2PixelFormat(rawValue: format) == nil {
+                    throw fail("\(at).source.format", "\"\(format)\" is not one of "
+                        + V4L2PixelFormat.allCases.map(\.rawValue).joined(separator: ", "))
+                }
                 guard width > 0 else { throw fail("\(at).source.width", "must be positive (got \(width))") }
                 guard height > 0 else { throw fail("\(at).source.height", "must be positive (got \(height))") }
                 guard fps > 0 else { throw fail("\(at).source.fps", "must be positive (got \(fps))") }
             case .url(let url):
-                guard let parsed = URL(string: url), parsed.scheme != nil else {
-                    throw fail("\(at).source.url", "\"\(url)\" is not a URL")
+                do {
+                    _ = try StreamURL(url)
+                } catch let error as VideoError {
+                    throw fail("\(at).source.url", "\(error)")
                 }
             }
             guard camera.sampleFPS > 0, camera.sampleFPS.isFinite else {
                 throw fail("\(at).sample_fps", "must be positive (got \(camera.sampleFPS))")
             }
             guard camera.stride >= 1 else { throw fail("\(at).stride", "must be at least 1 (got \(camera.stride))") }
+            guard camera.stallTimeoutSeconds > 0, camera.stallTimeoutSeconds.isFinite else {
+                throw fail("\(at).stall_timeout_s", "must be positive (got \(camera.stallTimeoutSeconds))")
+            }
             if let frames = camera.frames, frames < 1 {
                 throw fail("\(at).frames", "must be at least 1 (got \(frames))")
             }
