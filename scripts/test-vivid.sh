@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# m2clipd against the real vivid V4L2 driver, in a small VM (../shared/tools/vivid-vm, or
+# $VIVID_VM): capture, action events to two subscriber processes, unplug and reconnect.
+# Uses the debug build (swift build first). The VM's first run builds its kernel (~5 min).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+tool=${VIVID_VM:-$root/../shared/tools/vivid-vm/run-in-vivid-vm.sh}
+if [[ ! -x $tool ]]; then
+    echo "test-vivid: SKIPPED: no vivid-vm tool at $tool (set VIVID_VM)"
+    exit 0
+fi
+bin=$(swift build --show-bin-path)
+for b in m2clip m2clipd; do [[ -x $bin/$b ]] || { echo "test-vivid: build first ($bin/$b missing)" >&2; exit 1; }; done
+
+work=$(mktemp -d /tmp/m2clip-vivid.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+"$bin/m2clip" random-checkpoint --preset tiny --out "$work/clip" >/dev/null
+printf 'juggling\nsurfing\n' > "$work/labels.txt"
+"$bin/m2clip" convert --hf "$work/clip" --labels "$work/labels.txt" --frames 4 --out "$work/tiny.m2c" >/dev/null
+rm -rf "$work/clip"
+video=$root/Tests/Fixtures/video/phone_h264_rot90.mp4
+
+copies=(--copy "$work" --copy "$video")
+for resources in "$bin"/*.resources; do [[ -d $resources ]] && copies+=(--copy "$resources"); done
+"$tool" --timeout 300 "${copies[@]}" \
+    --exe "$bin/m2clipd:/usr/local/bin/m2clipd" --exe "$bin/m2clip:/usr/local/bin/m2clip" \
+    --exe "$(command -v v4l2-ctl):/usr/local/bin/v4l2-ctl" \
+    --vivid-opts "n_devs=1 node_types=0x1 num_inputs=1 input_types=0x0" \
+    -- "$root/Tests/Vivid/scenario.sh" "$work" "$video"
