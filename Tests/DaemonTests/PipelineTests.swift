@@ -438,3 +438,37 @@ final class ScriptedSource: CameraSource, @unchecked Sendable {
         #expect(auto.scores(output) == output.labelScores)
     }
 }
+
+@Suite struct FairGateTests {
+    /// Waiters get the gate in the order they asked for it, and the holder that asks again
+    /// goes behind them.
+    @Test func admitsInArrivalOrder() {
+        let gate = FairGate()
+        let order = EventOrder()
+        let release = DispatchSemaphore(value: 0)
+        let holder = Thread {
+            gate.withLock { release.wait() }
+            gate.withLock { order.add("holder again") }
+        }
+        holder.start()
+        while gate.queued < 1 { usleep(1000) }
+        var threads: [Thread] = []
+        for name in ["a", "b", "c"] {
+            let thread = Thread { gate.withLock { order.add(name) } }
+            threads.append(thread)
+            let before = gate.queued
+            thread.start()
+            while gate.queued == before { usleep(1000) }
+        }
+        release.signal()
+        while order.items.count < 4 { usleep(1000) }
+        #expect(order.items == ["a", "b", "c", "holder again"])
+    }
+}
+
+final class EventOrder: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [String] = []
+    func add(_ item: String) { lock.withLock { list.append(item) } }
+    var items: [String] { lock.withLock { list } }
+}

@@ -4,11 +4,12 @@ import Ops
 
 /// The model and compute context the cameras share. One window runs at a time (the context's
 /// thread pool already uses every core it was given), so calls from several camera pipelines
-/// are serialised here.
+/// are serialised here, first come first served: each camera has at most one window waiting,
+/// so a busy camera cannot take the cores twice while another waits (round robin).
 public final class InferenceEngine: @unchecked Sendable {
     public let model: M2CLIPModel
     public let context: ComputeContext
-    private let lock = NSLock()
+    private let lock = FairGate()
 
     public init(model: M2CLIPModel, context: ComputeContext) {
         self.model = model
@@ -28,6 +29,33 @@ public final class InferenceEngine: @unchecked Sendable {
     /// Projected text embeddings of `labels` in the model's prompt template, (C, P).
     public func labelEmbeddings(_ labels: [String]) throws -> [[Float]] {
         try lock.withLock { try labels.map { try model.labelEmbedding($0, context: context) } }
+    }
+}
+
+/// A lock that admits waiters in arrival order (a ticket lock). NSLock and pthread mutexes
+/// let a thread that just unlocked take the lock again before a waiter wakes, which starves
+/// the other cameras when one camera's windows queue back to back.
+final class FairGate: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var nextTicket = 0
+    private var serving = 0
+
+    /// Threads holding or waiting for the gate.
+    var queued: Int { condition.withLock { nextTicket - serving } }
+
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        condition.lock()
+        let ticket = nextTicket
+        nextTicket += 1
+        while serving != ticket { condition.wait() }
+        condition.unlock()
+        defer {
+            condition.withLock {
+                serving += 1
+                condition.broadcast()
+            }
+        }
+        return try body()
     }
 }
 
