@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "Video", targets: ["Video"]),
         .library(name: "Pipeline", targets: ["Pipeline"]),
         .library(name: "Quantization", targets: ["Quantization"]),
+        .library(name: "Daemon", targets: ["Daemon"]),
         .library(name: "SafeTensors", targets: ["SafeTensors"]),
         .library(name: "CKernels", targets: ["CKernels"]),
     ],
@@ -82,10 +83,12 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         // A scripted fake V4L2 device behind the V4L2Driver seam, for Video and Daemon tests.
         .target(name: "V4L2Testing", dependencies: ["Video", "CV4L2"], path: "Tests/Support/V4L2Testing"),
-        .testTarget(name: "VideoTests", dependencies: ["Video", "CV4L2", "V4L2Testing"]),
+        // Loopback sockets and server subprocesses for the network-stream tests.
+        .target(name: "NetworkTesting", path: "Tests/Support/NetworkTesting"),
+        .testTarget(name: "VideoTests", dependencies: ["Video", "CV4L2", "V4L2Testing", "NetworkTesting"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "CV4L2", "V4L2Testing"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "CV4L2", "V4L2Testing", "NetworkTesting"]),
         // Runs the built m2clip binary as a separate process.
         .testTarget(name: "CLITests", dependencies: ["m2clip", "m2clipd"]),
         // Fixtures live in Tests/Fixtures and are found from #filePath.

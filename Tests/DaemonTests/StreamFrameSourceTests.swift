@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import NetworkTesting
 import Testing
 import Video
 @testable import Daemon
@@ -7,53 +8,6 @@ import Video
 // StreamFrameSource against real servers on 127.0.0.1: a Python process streaming MPEG-TS over
 // HTTP at twice real time (killed, frozen with SIGSTOP, restarted on the same port), a port
 // nobody listens on, and a socket that listens but never accepts.
-
-/// Seconds on CLOCK_MONOTONIC.
-private func monotonicNow() -> Double { MonotonicClock.now() }
-
-/// A TCP socket bound to 127.0.0.1 on a port the kernel picks; listening when `backlog` is given.
-private func loopbackSocket(backlog: Int32?) -> (fd: Int32, port: UInt16) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    precondition(fd >= 0, "socket: \(String(cString: strerror(errno)))")
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    precondition(bound, "bind: \(String(cString: strerror(errno)))")
-    if let backlog { precondition(listen(fd, backlog) == 0, "listen: \(String(cString: strerror(errno)))") }
-    return (fd, UInt16(bigEndian: address.sin_port))
-}
-
-/// A port nothing listens on: connecting to it is refused.
-private func closedPort() -> UInt16 {
-    let (fd, port) = loopbackSocket(backlog: nil)
-    close(fd)
-    return port
-}
-
-private func acceptsConnections(port: UInt16) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = port.bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-    }
-}
-
-/// Listens and never accepts: clients connect (the kernel completes the handshake) and then
-/// wait for an answer that never comes.
-private final class SilentListener {
-    let fd: Int32
-    let port: UInt16
-    init() { (fd, port) = loopbackSocket(backlog: 16) }
-    deinit { close(fd) }
-}
 
 /// Answers each GET with the file as a live MPEG-TS stream (no Content-Length), paced at
 /// `bytes_per_second`, one thread per client. argv: file, port, bytes_per_second.
@@ -92,39 +46,20 @@ while True:
     threading.Thread(target=serve, args=(client,), daemon=True).start()
 """
 
-/// The live server as a subprocess, ready once its port accepts connections; killed when
-/// released.
+/// The live server as a subprocess.
 private final class LiveServer {
-    struct Failure: Error, CustomStringConvertible { let description: String }
-    let process = Process()
+    let server: ServerProcess
 
     init(_ fixture: StreamFixture, port: UInt16) throws {
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", liveServer, fixture.path, "\(port)", "\(fixture.bytesPerSecond)"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let deadline = monotonicNow() + 10
-        while !acceptsConnections(port: port) {
-            guard process.isRunning, monotonicNow() < deadline else {
-                kill()
-                throw Failure(description: "the live server is not listening on port \(port)")
-            }
-            usleep(20_000)
-        }
+        server = try ServerProcess(["python3", "-c", liveServer, fixture.path, "\(port)", "\(fixture.bytesPerSecond)"],
+                                   port: port)
     }
 
     /// SIGKILL: the connections drop as when a camera loses power.
-    func kill() {
-        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
-
+    func kill() { server.stop() }
     /// SIGSTOP / SIGCONT: connections stay open but nothing moves, as when a camera hangs.
-    func freeze() { Glibc.kill(process.processIdentifier, SIGSTOP) }
-    func thaw() { Glibc.kill(process.processIdentifier, SIGCONT) }
-
-    deinit { kill() }
+    func freeze() { server.signal(SIGSTOP) }
+    func thaw() { server.signal(SIGCONT) }
 }
 
 /// The phone fixture (2 s, 30 frames at 15 fps, 320×240) looped into a 40 s MPEG-TS by the

@@ -1,91 +1,12 @@
 import Foundation
 import Glibc
+import NetworkTesting
 import Testing
 @testable import Video
 
 // Real servers on 127.0.0.1: Python's http.server, a Python server that sends a stream and then
 // goes quiet with the connection open, and a socket that listens but never accepts (the
 // kernel completes the handshake, so the client waits for an answer that never comes).
-
-/// Seconds on CLOCK_MONOTONIC.
-private func monotonicNow() -> Double {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
-}
-
-/// A TCP socket bound to 127.0.0.1 on a port the kernel picks; listening when `backlog` is given.
-private func loopbackSocket(backlog: Int32?) -> (fd: Int32, port: UInt16) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    precondition(fd >= 0, "socket: \(String(cString: strerror(errno)))")
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    precondition(bound, "bind: \(String(cString: strerror(errno)))")
-    if let backlog { precondition(listen(fd, backlog) == 0, "listen: \(String(cString: strerror(errno)))") }
-    return (fd, UInt16(bigEndian: address.sin_port))
-}
-
-/// A port nothing listens on: connecting to it is refused.
-private func closedPort() -> UInt16 {
-    let (fd, port) = loopbackSocket(backlog: nil)
-    close(fd)
-    return port
-}
-
-private func acceptsConnections(port: UInt16) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = port.bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-    }
-}
-
-/// Listens and never accepts.
-private final class SilentListener {
-    let fd: Int32
-    let port: UInt16
-    init() { (fd, port) = loopbackSocket(backlog: 16) }
-    deinit { close(fd) }
-}
-
-/// A server subprocess (through /usr/bin/env), ready once its port accepts connections; killed
-/// when released.
-private final class ServerProcess {
-    struct Failure: Error, CustomStringConvertible { let description: String }
-    let process = Process()
-
-    init(_ arguments: [String], port: UInt16) throws {
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let deadline = monotonicNow() + 10
-        while !acceptsConnections(port: port) {
-            guard process.isRunning, monotonicNow() < deadline else {
-                stop()
-                throw Failure(description: "\(arguments.prefix(2)) is not listening on port \(port)")
-            }
-            usleep(20_000)
-        }
-    }
-
-    func stop() {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
-
-    deinit { stop() }
-}
 
 /// Answers each GET with the file (no Content-Length), then keeps the connection open and
 /// silent: a camera that froze. argv: file, port.

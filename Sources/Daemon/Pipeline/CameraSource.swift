@@ -13,6 +13,13 @@ public struct CapturedFrame: Sendable {
     /// Capture time: seconds since 1970, and monotonic seconds (`MonotonicClock`).
     public var wallClock: Double
     public var monotonic: Double
+
+    public init(image: RGBFrame, sequence: Int, wallClock: Double, monotonic: Double) {
+        self.image = image
+        self.sequence = sequence
+        self.wallClock = wallClock
+        self.monotonic = monotonic
+    }
 }
 
 /// Why a source stopped delivering frames.
@@ -82,4 +89,52 @@ public enum MonotonicClock {
     }
     /// Seconds since 1970.
     public static func wallNow() -> Double { Date().timeIntervalSince1970 }
+}
+
+/// The state every source's capture thread shares with `stop()` and `fps`: started once,
+/// stopping, the current frame rate, and sleeps that `stop()` cuts short.
+final class SourceControl: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var started = false
+    private var stopping = false
+    private var rate: Double
+
+    init(fps: Double = 0) { rate = fps }
+
+    var fps: Double {
+        get { condition.withLock { rate } }
+        set { condition.withLock { rate = newValue } }
+    }
+
+    var isStopping: Bool { condition.withLock { stopping } }
+
+    /// Traps on a second start of the same source (`name` says which).
+    func markStarted(_ name: @autoclosure () -> String) {
+        condition.withLock {
+            precondition(!started, "\(name()): started twice")
+            started = true
+        }
+    }
+
+    func stop() {
+        condition.withLock {
+            stopping = true
+            condition.broadcast()
+        }
+    }
+
+    /// Sleeps until monotonic time `deadline`; false when stopped meanwhile.
+    func sleep(until deadline: Double) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while !stopping {
+            let remaining = deadline - MonotonicClock.now()
+            if remaining <= 0 { return true }
+            _ = condition.wait(until: Date(timeIntervalSinceNow: remaining))
+        }
+        return false
+    }
+
+    /// Sleeps `seconds`; false when stopped meanwhile.
+    func sleep(_ seconds: Double) -> Bool { sleep(until: MonotonicClock.now() + seconds) }
 }

@@ -66,6 +66,20 @@ public struct DaemonConfiguration: Codable, Sendable, Equatable {
             case id, source, stride, frames, head, thresholds, labels
             case sampleFPS = "sample_fps", stallTimeoutSeconds = "stall_timeout_s"
         }
+
+        public init(id: String, source: Source, sampleFPS: Double = 8, stride: Int = 4, frames: Int? = nil,
+                    head: Head? = nil, thresholds: Thresholds = .init(), labels: [String]? = nil,
+                    stallTimeoutSeconds: Double = 5) {
+            self.id = id
+            self.source = source
+            self.sampleFPS = sampleFPS
+            self.stride = stride
+            self.frames = frames
+            self.head = head
+            self.thresholds = thresholds
+            self.labels = labels
+            self.stallTimeoutSeconds = stallTimeoutSeconds
+        }
     }
 
     public enum Head: String, Codable, Sendable {

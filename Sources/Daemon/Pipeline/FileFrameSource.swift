@@ -12,11 +12,8 @@ public final class FileFrameSource: CameraSource, @unchecked Sendable {
     public let realTime: Bool
     public let batch: Int
 
-    private let lock = NSCondition()
-    private var stopping = false
-    private var started = false
-    private var _fps: Double = 0
-    public var fps: Double { lock.withLock { _fps } }
+    private let control = SourceControl()
+    public var fps: Double { control.fps }
 
     public init(path: String, loop: Bool = false, realTime: Bool = true, batch: Int = 4) {
         precondition(batch >= 1, "FileFrameSource: batch \(batch)")
@@ -30,11 +27,8 @@ public final class FileFrameSource: CameraSource, @unchecked Sendable {
                       onStatus: @escaping @Sendable (CameraSourceStatus) -> Void,
                       onEnd: @escaping @Sendable (CameraSourceEnd) -> Void) throws {
         let video = try VideoFile(path: path)
-        lock.withLock {
-            precondition(!started, "FileFrameSource \(path): started twice")
-            started = true
-            _fps = video.fps
-        }
+        control.markStarted("FileFrameSource \(path)")
+        control.fps = video.fps
         let box = UncheckedBox(video)
         let thread = Thread { [self] in
             onStatus(.online)
@@ -45,10 +39,7 @@ public final class FileFrameSource: CameraSource, @unchecked Sendable {
     }
 
     public func stop() {
-        lock.withLock {
-            stopping = true
-            lock.broadcast()
-        }
+        control.stop()
     }
 
     /// The capture loop; returns why it ended.
@@ -70,8 +61,8 @@ public final class FileFrameSource: CameraSource, @unchecked Sendable {
                 }
                 for frame in frames {
                     if frame.clamped { break passLoop }
-                    if realTime, let origin, !waitUntil(origin + Double(sequence) * interval) { return .stopped }
-                    if lock.withLock({ stopping }) { return .stopped }
+                    if realTime, let origin, !control.sleep(until: origin + Double(sequence) * interval) { return .stopped }
+                    if control.isStopping { return .stopped }
                     let now = MonotonicClock.now()
                     if origin == nil { origin = now }
                     onFrame(CapturedFrame(image: frame, sequence: sequence, wallClock: MonotonicClock.wallNow(),
@@ -89,18 +80,6 @@ public final class FileFrameSource: CameraSource, @unchecked Sendable {
                 return .failed("\(error)")
             }
         }
-    }
-
-    /// Sleeps until monotonic time `deadline`; false when stopped meanwhile.
-    private func waitUntil(_ deadline: Double) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        while !stopping {
-            let remaining = deadline - MonotonicClock.now()
-            if remaining <= 0 { return true }
-            _ = lock.wait(until: Date(timeIntervalSinceNow: remaining))
-        }
-        return false
     }
 }
 

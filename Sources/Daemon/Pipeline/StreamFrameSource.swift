@@ -27,11 +27,8 @@ public final class StreamFrameSource: CameraSource, @unchecked Sendable {
 
     private let url: String
     private let cancellation = StreamCancellation()
-    private let lock = NSCondition()
-    private var stopping = false
-    private var started = false
-    private var _fps: Double = 0
-    public var fps: Double { lock.withLock { _fps } }
+    private let control = SourceControl()
+    public var fps: Double { control.fps }
 
     public init(url: String, openTimeout: Double = 10, readTimeout: Double = 5,
                 reconnectDelays: [Double] = [0.5, 1, 2, 4, 8]) {
@@ -52,10 +49,7 @@ public final class StreamFrameSource: CameraSource, @unchecked Sendable {
                       onStatus: @escaping @Sendable (CameraSourceStatus) -> Void,
                       onEnd: @escaping @Sendable (CameraSourceEnd) -> Void) throws {
         let address = try StreamURL(url)
-        lock.withLock {
-            precondition(!started, "StreamFrameSource \(redactedURL): started twice")
-            started = true
-        }
+        control.markStarted("StreamFrameSource \(redactedURL)")
         let thread = Thread { [self] in
             run(address, onFrame: onFrame, onStatus: onStatus)
             onEnd(.stopped)
@@ -65,14 +59,11 @@ public final class StreamFrameSource: CameraSource, @unchecked Sendable {
     }
 
     public func stop() {
-        lock.withLock {
-            stopping = true
-            lock.broadcast()
-        }
+        control.stop()
         cancellation.cancel()
     }
 
-    private var isStopping: Bool { lock.withLock { stopping } }
+    private var isStopping: Bool { control.isStopping }
 
     /// Connects, delivers and reconnects until stopped.
     private func run(_ address: StreamURL, onFrame: (CapturedFrame) -> Void,
@@ -84,7 +75,7 @@ public final class StreamFrameSource: CameraSource, @unchecked Sendable {
             do {
                 let stream = try NetworkStream(url: address, openTimeout: openTimeout, readTimeout: readTimeout,
                                                cancellation: cancellation)
-                lock.withLock { _fps = stream.fps }
+                control.fps = stream.fps
                 onStatus(.online)
                 offline = false
                 let (why, delivered) = deliver(stream, onFrame: onFrame)
@@ -100,7 +91,7 @@ public final class StreamFrameSource: CameraSource, @unchecked Sendable {
             }
             let delay = reconnectDelays[min(failures, reconnectDelays.count - 1)]
             failures += 1
-            if !sleep(delay) { return }
+            if !control.sleep(delay) { return }
         }
     }
 
@@ -126,18 +117,5 @@ public final class StreamFrameSource: CameraSource, @unchecked Sendable {
                                   monotonic: MonotonicClock.now()))
             delivered = true
         }
-    }
-
-    /// Waits `seconds`; false when stopped meanwhile.
-    private func sleep(_ seconds: Double) -> Bool {
-        let deadline = MonotonicClock.now() + seconds
-        lock.lock()
-        defer { lock.unlock() }
-        while !stopping {
-            let remaining = deadline - MonotonicClock.now()
-            if remaining <= 0 { return true }
-            _ = lock.wait(until: Date(timeIntervalSinceNow: remaining))
-        }
-        return false
     }
 }

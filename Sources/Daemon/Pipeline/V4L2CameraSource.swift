@@ -21,14 +21,12 @@ public final class V4L2CameraSource: CameraSource, @unchecked Sendable {
     public let retryDelays: [Double]
     public let reopenAfterSeconds: Double
 
-    private let lock = NSCondition()
-    private var stopping = false
-    private var started = false
-    private var _fps: Double
+    private let control: SourceControl
+    private let lock = NSLock()
     private var _corruptFrames = 0
     private var _reopens = 0
 
-    public var fps: Double { lock.withLock { _fps } }
+    public var fps: Double { control.fps }
     /// Buffers lost to V4L2_BUF_FLAG_ERROR or that did not decode.
     public var corruptFrames: Int { lock.withLock { _corruptFrames } }
     /// Times the device was opened again after failing.
@@ -42,16 +40,13 @@ public final class V4L2CameraSource: CameraSource, @unchecked Sendable {
         self.driver = driver
         self.retryDelays = retryDelays
         self.reopenAfterSeconds = reopenAfterSeconds
-        _fps = request.fps
+        control = SourceControl(fps: request.fps)
     }
 
     public func start(onFrame: @escaping @Sendable (CapturedFrame) -> Void,
                       onStatus: @escaping @Sendable (CameraSourceStatus) -> Void,
                       onEnd: @escaping @Sendable (CameraSourceEnd) -> Void) throws {
-        lock.withLock {
-            precondition(!started, "V4L2CameraSource \(device): started twice")
-            started = true
-        }
+        control.markStarted("V4L2CameraSource \(device)")
         let first: Result<V4L2Capture, V4L2Error>
         do {
             first = .success(try V4L2Capture(device: device, request: request, driver: driver))
@@ -69,10 +64,7 @@ public final class V4L2CameraSource: CameraSource, @unchecked Sendable {
     }
 
     public func stop() {
-        lock.withLock {
-            stopping = true
-            lock.broadcast()
-        }
+        control.stop()
     }
 
     private func run(_ first: Result<V4L2Capture, V4L2Error>, onFrame: (CapturedFrame) -> Void,
@@ -82,29 +74,27 @@ public final class V4L2CameraSource: CameraSource, @unchecked Sendable {
         switch first {
         case .success(let opened):
             capture = opened
-            lock.withLock { _fps = opened.fps }
+            control.fps = opened.fps
             onStatus(.online)
         case .failure(let error):
             onStatus(.offline("\(error)"))
         }
         var lastFrame = MonotonicClock.now()
         while true {
-            if lock.withLock({ stopping }) {
+            if control.isStopping {
                 capture?.close()
                 return .stopped
             }
             guard let open = capture else {
                 // Offline: wait, then try again; every failed attempt waits longer.
-                if !sleep(retryDelays[min(failures, retryDelays.count - 1)]) { return .stopped }
+                if !control.sleep(retryDelays[min(failures, retryDelays.count - 1)]) { return .stopped }
                 failures += 1
                 if let reopened = try? V4L2Capture(device: device, request: request, driver: driver) {
                     capture = reopened
                     failures = 0
                     lastFrame = MonotonicClock.now()
-                    lock.withLock {
-                        _fps = reopened.fps
-                        _reopens += 1
-                    }
+                    control.fps = reopened.fps
+                    lock.withLock { _reopens += 1 }
                     onStatus(.online)
                 }
                 continue
@@ -134,16 +124,5 @@ public final class V4L2CameraSource: CameraSource, @unchecked Sendable {
                 onStatus(.offline("\(error)"))
             }
         }
-    }
-
-    /// Sleeps `seconds`; false when stopped meanwhile.
-    private func sleep(_ seconds: Double) -> Bool {
-        let deadline = Date(timeIntervalSinceNow: seconds)
-        lock.lock()
-        defer { lock.unlock() }
-        while !stopping {
-            if !lock.wait(until: deadline) { return !stopping }
-        }
-        return false
     }
 }
