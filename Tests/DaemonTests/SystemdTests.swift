@@ -49,6 +49,38 @@ import Glibc
         #expect(status == 0, "systemd-analyze verify: \(output)")
     }
 
+    /// systemd/m2clipd-network.conf as an installed drop-in: Internet sockets and the host's
+    /// network become allowed, nothing else loosens (packet and netlink sockets stay refused).
+    @Test(.enabled(if: systemdAnalyze != nil, "systemd-analyze is not installed"))
+    func networkDropInOpensOnlyInternetSockets() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("m2clip-root-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let system = root.appendingPathComponent("etc/systemd/system")
+        try FileManager.default.createDirectory(at: system.appendingPathComponent("m2clipd.service.d"),
+                                                withIntermediateDirectories: true)
+        let unit = try String(contentsOf: Self.units.appendingPathComponent("m2clipd.service"), encoding: .utf8)
+        try unit.write(to: system.appendingPathComponent("m2clipd.service"), atomically: true, encoding: .utf8)
+        func lines(_ output: String, _ key: String) -> [Substring] {
+            output.split(separator: "\n").filter { $0.contains(key) }
+        }
+        let (_, sandboxed) = try run(Self.systemdAnalyze!, ["security", "--offline=true", "--root=\(root.path)",
+                                                            "m2clipd.service"], in: root)
+        #expect(lines(sandboxed, "RestrictAddressFamilies=~AF_(INET|INET6)").first?.contains("✓") == true, "\(sandboxed)")
+
+        try FileManager.default.copyItem(at: Self.units.appendingPathComponent("m2clipd-network.conf"),
+                                         to: system.appendingPathComponent("m2clipd.service.d/network.conf"))
+        let (_, output) = try run(Self.systemdAnalyze!, ["security", "--offline=true", "--root=\(root.path)",
+                                                         "m2clipd.service"], in: root)
+        #expect(lines(output, "RestrictAddressFamilies=~AF_(INET|INET6)").first?.contains("✗") == true, "\(output)")
+        #expect(lines(output, "PrivateNetwork=").first?.contains("✗") == true)
+        #expect(lines(output, "RestrictAddressFamilies=~AF_PACKET").first?.contains("✓") == true)
+        #expect(lines(output, "RestrictAddressFamilies=~AF_NETLINK").first?.contains("✓") == true)
+        let level = lines(output, "Overall exposure level").first
+            .flatMap { line in line.split(separator: " ").compactMap { Double($0) }.first }
+        let exposure = try #require(level, "no exposure level in: \(output)")
+        #expect(exposure <= 2.0, "exposure \(exposure) with the network drop-in")
+    }
+
     @Test(.enabled(if: systemdAnalyze != nil, "systemd-analyze is not installed"),
           arguments: ["m2clipd.service", "m2clipd@front.service"])
     func unitsAreHardened(unit: String) throws {
