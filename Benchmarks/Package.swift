@@ -43,5 +43,18 @@ let package = Package(
             path: "Benchmarks/VideoPath",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
         ),
+        .executableTarget(
+            name: "DaemonLatency",
+            dependencies: [
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "Daemon", package: "m2clip"),
+                .product(name: "M2Model", package: "m2clip"),
+                .product(name: "Quantization", package: "m2clip"),
+                .product(name: "Video", package: "m2clip"),
+                .product(name: "Ops", package: "m2clip"),
+            ],
+            path: "Benchmarks/DaemonLatency",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
     ]
 )
