@@ -188,7 +188,9 @@ struct RuntimeTests {
         #expect(grown != nil)
         #expect(m2k_thread_scratch(0, 1000) == grown, "after growing, the grown buffer is kept")
         #expect(m2k_thread_scratch(-1, 16) == nil)
-        #expect(m2k_thread_scratch(4, 16) == nil)
+        let fp16Slice = m2k_thread_scratch(4, 1000) // the GEMM's widened fp16 B slice
+        #expect(fp16Slice != nil && fp16Slice != first && fp16Slice != other)
+        #expect(m2k_thread_scratch(5, 16) == nil)
     }
 
     @Test("kernel tables: names, variants and micro-tiles the GEMM driver can hold")
@@ -204,7 +206,8 @@ struct RuntimeTests {
             #expect(k.pointee.mr > 0 && k.pointee.nr > 0 && k.pointee.mr * k.pointee.nr <= 32 * 64)
             #expect(k.pointee.sgemm_micro != nil && k.pointee.bias_act != nil
                     && k.pointee.layernorm != nil && k.pointee.softmax != nil
-                    && k.pointee.quickgelu != nil && k.pointee.gelu != nil && k.pointee.add != nil)
+                    && k.pointee.quickgelu != nil && k.pointee.gelu != nil && k.pointee.add != nil
+                    && k.pointee.f16_to_f32 != nil)
         }
     }
 
@@ -212,9 +215,12 @@ struct RuntimeTests {
     func cpuFeatures() throws {
         let f = m2k_cpu()!.pointee
         #if arch(x86_64)
-        #expect((m2k_variant_kernels(M2K_VARIANT_AVX2) != nil) == (f.avx2 != 0 && f.fma != 0))
+        // Both x86 tables widen fp16 weights with F16C.
+        #expect((m2k_variant_kernels(M2K_VARIANT_AVX2) != nil)
+                == (f.avx2 != 0 && f.fma != 0 && f.f16c != 0))
         #expect((m2k_variant_kernels(M2K_VARIANT_AVX512) != nil)
-                == (f.avx512f != 0 && f.avx512bw != 0 && f.avx512dq != 0 && f.avx512vl != 0))
+                == (f.avx512f != 0 && f.avx512bw != 0 && f.avx512dq != 0 && f.avx512vl != 0
+                    && f.f16c != 0))
         #expect(m2k_variant_kernels(M2K_VARIANT_NEON) == nil)
         // Features whose register state the OS has not enabled are reported absent.
         if f.avx2 != 0 || f.fma != 0 { #expect(f.os_avx != 0) }
@@ -225,7 +231,7 @@ struct RuntimeTests {
         if let line = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) {
             let flags = Set(line.split(separator: " ").map(String.init))
             let ours: [(String, Int32)] = [
-                ("avx2", f.avx2), ("fma", f.fma), ("avx512f", f.avx512f),
+                ("avx2", f.avx2), ("fma", f.fma), ("f16c", f.f16c), ("avx512f", f.avx512f),
                 ("avx512bw", f.avx512bw), ("avx512dq", f.avx512dq), ("avx512vl", f.avx512vl),
             ]
             for (flag, value) in ours {

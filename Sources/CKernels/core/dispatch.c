@@ -11,10 +11,12 @@ const m2k_kernels *m2k_variant_kernels(m2k_variant v) {
     switch (v) {
     case M2K_VARIANT_SCALAR: return &m2k_scalar_kernels;
 #if defined(__x86_64__)
-    case M2K_VARIANT_AVX2: return f->avx2 && f->fma ? &m2k_avx2_kernels : NULL;
+    /* F16C widens fp16 weights (f16_to_f32); every AVX2 CPU shipped has it. */
+    case M2K_VARIANT_AVX2: return f->avx2 && f->fma && f->f16c ? &m2k_avx2_kernels : NULL;
     case M2K_VARIANT_AVX512:
-        return f->avx512f && f->avx512bw && f->avx512dq && f->avx512vl ? &m2k_avx512_kernels
-                                                                        : NULL;
+        return f->avx512f && f->avx512bw && f->avx512dq && f->avx512vl && f->f16c
+                   ? &m2k_avx512_kernels
+                   : NULL;
 #endif
 #if defined(__aarch64__)
     case M2K_VARIANT_NEON: return f->neon ? &m2k_neon_kernels : NULL;

@@ -6,7 +6,10 @@
  * A is read in place by variants with a row-streaming kernel (sgemm_rows): packing A per
  * task would copy it once per N chunk, which costs more than the strided loads save.
  * Other variants pack the A block into k-major mr-row panels in per-thread scratch. Edges
- * go through a local tile so micro-kernels only ever see full tiles. */
+ * go through a local tile so micro-kernels only ever see full tiles.
+ * B may also be held as fp16 (m2k_sgemm_f16b): the same panels in half the bytes. The
+ * driver then widens each KC × nr slice into per-thread scratch (slot 4) right before the
+ * M panels that reuse it, so one conversion serves the whole M block. */
 #include "internal.h"
 #include <string.h>
 
@@ -35,6 +38,34 @@ void m2k_pack_b(int nr, long n, long k, const float *b, long ldb, m2k_b_layout l
     }
 }
 
+/* m2k_pack_b's panels in fp16 bits from either source: exactly one of bf, bh is set. */
+static void pack_b_f16(int nr, long n, long k, const float *bf, const uint16_t *bh, long ldb,
+                       m2k_b_layout layout, uint16_t *out) {
+    long panels = (n + nr - 1) / nr;
+    for (long p = 0; p < panels; p++) {
+        uint16_t *dst = out + p * k * nr;
+        long cols = n - p * nr < nr ? n - p * nr : nr;
+        for (long kk = 0; kk < k; kk++) {
+            uint16_t *row = dst + kk * nr;
+            for (long j = 0; j < cols; j++) {
+                long at = layout == M2K_B_KN ? kk * ldb + p * nr + j : (p * nr + j) * ldb + kk;
+                row[j] = bf ? m2k_f16_from_float(bf[at]) : bh[at];
+            }
+            for (long j = cols; j < nr; j++) row[j] = 0;
+        }
+    }
+}
+
+void m2k_pack_b_f16(int nr, long n, long k, const float *b, long ldb, m2k_b_layout layout,
+                    uint16_t *out) {
+    pack_b_f16(nr, n, k, b, NULL, ldb, layout, out);
+}
+
+void m2k_pack_b_f16_bits(int nr, long n, long k, const uint16_t *b, long ldb,
+                         m2k_b_layout layout, uint16_t *out) {
+    pack_b_f16(nr, n, k, NULL, b, ldb, layout, out);
+}
+
 /* Ap[ir][kk][i] = A[m0 + ir*mr + i][k0 + kk], rows past `rows` zero. */
 static void pack_a(int mr, long rows, long kc, const float *a, long lda, float *ap) {
     long panels = (rows + mr - 1) / mr;
@@ -57,7 +88,11 @@ typedef struct {
     const m2k_kernels *k;
     long m, n, kdim, lda, ldc;
     m2k_tile_grid grid;
-    const float *a, *bp, *bias;
+    const float *a, *bias;
+    /* B's panels: fp32, read in place when widen is NULL; else fp16 bits that widen
+     * (the table's f16_to_f32) turns into fp32 a slice at a time. */
+    const void *bp;
+    void (*widen)(const uint16_t *src, float *dst, size_t n);
     float *c;
     m2k_activation act;
     int accumulate;
@@ -76,6 +111,9 @@ static void gemm_task(void *ctx, long task, int worker) {
     /* Packed A block, or (in place) only the zero-padded rows of a partial last panel. */
     float *ap = m2k_thread_scratch(0, (size_t)((in_place ? 1 : mpanels) * mr * kc_max) *
                                           sizeof(float));
+    /* The current KC × nr slice of B widened to fp32 (fp16 B only). */
+    float *b_slice = g->widen ? m2k_thread_scratch(4, (size_t)(kc_max * nr) * sizeof(float))
+                              : NULL;
     float tile[32 * 64] __attribute__((aligned(64)));
     long full_panels = rows / mr;
 
@@ -95,7 +133,14 @@ static void gemm_task(void *ctx, long task, int worker) {
             }
         }
         for (long p = p0; p < p1; p++) {
-            const float *bp = g->bp + (p * g->kdim + k0) * nr;
+            const float *bp;
+            if (g->widen) {
+                g->widen((const uint16_t *)g->bp + (p * g->kdim + k0) * nr, b_slice,
+                         (size_t)(kc * nr));
+                bp = b_slice;
+            } else {
+                bp = (const float *)g->bp + (p * g->kdim + k0) * nr;
+            }
             long cols = g->n - p * nr < nr ? g->n - p * nr : nr;
             for (long ir = 0; ir < mpanels; ir++) {
                 long r = rows - ir * mr < mr ? rows - ir * mr : mr;
@@ -123,9 +168,10 @@ static void gemm_task(void *ctx, long task, int worker) {
     }
 }
 
-void m2k_sgemm(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
-               const float *a, long lda, const float *bp, float *c, long ldc,
-               const float *bias, m2k_activation act, int accumulate) {
+static void run_gemm(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
+                     const float *a, long lda, const void *bp,
+                     void (*widen)(const uint16_t *, float *, size_t), float *c, long ldc,
+                     const float *bias, m2k_activation act, int accumulate) {
     if (m <= 0 || n <= 0) return;
     if (kdim <= 0) {
         for (long i = 0; i < m; i++) {
@@ -135,8 +181,21 @@ void m2k_sgemm(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
         return;
     }
     gemm_job g = {.k = k, .m = m, .n = n, .kdim = kdim, .lda = lda, .ldc = ldc, .a = a,
-                  .bp = bp, .bias = bias, .c = c, .act = act, .accumulate = accumulate};
+                  .bp = bp, .widen = widen, .bias = bias, .c = c, .act = act,
+                  .accumulate = accumulate};
     const int threads = m2k_in_pool_task() ? 1 : m2k_pool_threads(pool);
     g.grid = m2k_tile_grid_plan(m, n, k->mr, k->nr, threads);
     m2k_pool_run(threads > 1 ? pool : NULL, g.grid.mblocks * g.grid.nchunks, gemm_task, &g);
+}
+
+void m2k_sgemm(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
+               const float *a, long lda, const float *bp, float *c, long ldc,
+               const float *bias, m2k_activation act, int accumulate) {
+    run_gemm(k, pool, m, n, kdim, a, lda, bp, NULL, c, ldc, bias, act, accumulate);
+}
+
+void m2k_sgemm_f16b(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
+                    const float *a, long lda, const uint16_t *bp, float *c, long ldc,
+                    const float *bias, m2k_activation act, int accumulate) {
+    run_gemm(k, pool, m, n, kdim, a, lda, bp, k->f16_to_f32, c, ldc, bias, act, accumulate);
 }

@@ -13,6 +13,11 @@
  *   m2k_pack_b(k->nr, out, in, W, in, M2K_B_NK, wp);    // once, at load
  *   m2k_sgemm(k, pool, rows, out, in, x, in, wp, y, out, b, M2K_ACT_NONE, 0);
  *
+ *   // The same layer with W kept as fp16 (half the memory), summed in fp32:
+ *   uint16_t *wh = m2k_alloc(m2k_packed_b_floats(k->nr, out, in) * sizeof(uint16_t));
+ *   m2k_pack_b_f16_bits(k->nr, out, in, W16, in, M2K_B_NK, wh); // W16: fp16 bits (out, in)
+ *   m2k_sgemm_f16b(k, pool, rows, out, in, x, in, wh, y, out, b, M2K_ACT_NONE, 0);
+ *
  *   k->layernorm(x, y, gamma, beta, rows, cols, cols, cols, 1e-5f);
  *
  * Every variant (scalar, AVX2+FMA, AVX-512, NEON) fills the same table; the scalar
@@ -35,8 +40,8 @@ typedef struct m2k_pool m2k_pool;
 
 typedef enum {
     M2K_VARIANT_SCALAR = 0,
-    M2K_VARIANT_AVX2 = 1,    /* AVX2 + FMA */
-    M2K_VARIANT_AVX512 = 2,  /* AVX-512 F/BW/DQ/VL, OS-enabled ZMM state */
+    M2K_VARIANT_AVX2 = 1,    /* AVX2 + FMA + F16C */
+    M2K_VARIANT_AVX512 = 2,  /* AVX-512 F/BW/DQ/VL + F16C, OS-enabled ZMM state */
     M2K_VARIANT_NEON = 3,    /* AArch64 Advanced SIMD */
     M2K_VARIANT_COUNT = 4
 } m2k_variant;
@@ -80,6 +85,9 @@ typedef struct m2k_kernels {
     void (*quickgelu)(float *x, size_t n); /* in place */
     void (*gelu)(float *x, size_t n);      /* in place, exact (erf) */
     void (*add)(float *y, const float *x, size_t n); /* y += x */
+    /* dst[i] = src[i] widened from fp16 bits, exactly (a signalling NaN comes back quiet);
+     * what m2k_sgemm_f16b runs on each slice of B. */
+    void (*f16_to_f32)(const uint16_t *src, float *dst, size_t n);
 
     /* int8 GEMM (core/q8_gemm.c): the micro-kernels this table can pack for, best first,
      * NULL-terminated (m2k_q8_kernel is described in the int8 section below). m2k_q8_pack
@@ -128,6 +136,31 @@ void m2k_pack_b(int nr, long n, long k, const float *b, long ldb, m2k_b_layout l
 void m2k_sgemm(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
                const float *a, long lda, const float *bp, float *c, long ldc,
                const float *bias, m2k_activation act, int accumulate);
+
+/* ---- fp16-weight GEMM: B kept as fp16 bits, widened to fp32 a KC × nr slice at a time --
+ *
+ * The panels hold the same elements in the same places as m2k_pack_b's (count:
+ * m2k_packed_b_floats, of uint16_t); m2k_sgemm_f16b widens the slice of a panel that the
+ * fp32 driver would read with k->f16_to_f32 into per-thread scratch, once per M block,
+ * and runs the fp32 micro-kernels on it. Its result is m2k_sgemm's on B rounded to fp16,
+ * bit for bit. */
+
+/* Pack fp32 B rounded to fp16 (m2k_f16_from_float), or B already in fp16 bits. */
+void m2k_pack_b_f16(int nr, long n, long k, const float *b, long ldb, m2k_b_layout layout,
+                    uint16_t *out);
+void m2k_pack_b_f16_bits(int nr, long n, long k, const uint16_t *b, long ldb,
+                         m2k_b_layout layout, uint16_t *out);
+
+/* m2k_sgemm with B packed by m2k_pack_b_f16[_bits] for this table's nr. */
+void m2k_sgemm_f16b(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
+                    const float *a, long lda, const uint16_t *bp, float *c, long ldc,
+                    const float *bias, m2k_activation act, int accumulate);
+
+/* IEEE binary16 ↔ binary32. To fp16: round to nearest, ties to even; overflow → ±inf;
+ * NaN → quiet NaN keeping the top payload bits. To fp32: exact (subnormals included), a
+ * signalling NaN comes back quiet (its payload otherwise kept), as F16C and NEON do. */
+uint16_t m2k_f16_from_float(float v);
+float m2k_f16_to_float(uint16_t h);
 
 /* Multi-head self-attention over `seqs` independent sequences of `tokens` tokens.
  * qkv: (seqs, tokens, 3 · heads · head_dim) with Q, K, V side by side per token (row
@@ -206,6 +239,7 @@ void m2k_ref_add(float *y, const float *x, size_t n);
 void m2k_ref_attention(long seqs, long tokens, int heads, int head_dim, const float *qkv,
                        long ld_qkv, float *out, long ld_out, int causal);
 void m2k_ref_bias_act(float *c, long ldc, int m, int n, const float *bias, m2k_activation act);
+void m2k_ref_f16_to_f32(const uint16_t *src, float *dst, size_t n); /* m2k_f16_to_float each */
 
 /* ---- image resampling (Video module: CLIP preprocessing, frame rotation) ------------- */
 /* Pillow's Image.resize(..., BICUBIC) on RGB24, bit-exact: two separable passes (rows, then

@@ -1,0 +1,240 @@
+/* The fp16 conversions and the fp16-weight GEMM of the active table (NEON under
+ * scripts/test-neon.sh) against the scalar oracle. Checks:
+ *   - m2k_f16_to_float on fixed values (±0, the smallest subnormal, 1, 65504, ±inf, NaN);
+ *     m2k_f16_from_float rounds every midpoint between two fp16 neighbours to the even one,
+ *     and the floats one ulp either side to the nearer one; it inverts m2k_f16_to_float;
+ *   - k->f16_to_f32 on all 65536 bit patterns against m2k_ref_f16_to_f32, bit for bit
+ *     except a NaN's quiet bit (bit 22), which hardware may set; also from every start
+ *     offset 0..7 with every length 0..40 (the tail path);
+ *   - m2k_pack_b_f16 (from fp32) and m2k_pack_b_f16_bits give the same panels;
+ *   - m2k_sgemm_f16b against m2k_sgemm on the same weights rounded to fp16, both B layouts,
+ *     odd shapes (M, N, K not multiples of 8, 12 or the 384-wide K block), bias, each
+ *     activation, accumulate, C rows wider than N, a pool of 2 and none: the widened panels
+ *     hold the same fp32 values in the same places, so the results must be equal bit for
+ *     bit (tolerance 0), padding included.
+ * Prints one line per check and closes with "N passed, M failed"; exits 1 on any failure. */
+#include "kernels.h"
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+
+static void report(int ok, const char *fmt, ...) {
+    char line[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    printf("%s %s\n", ok ? "ok  " : "FAIL", line);
+    if (ok) passed++;
+    else failed++;
+}
+
+static unsigned long long rng_state = 0x2545F4914F6CDD1Dull;
+
+static float uniform(float lo, float hi) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return lo + (hi - lo) * (float)((rng_state >> 40) * (1.0 / 16777216.0));
+}
+
+static void *must(void *p) {
+    if (!p) { perror("malloc"); exit(2); }
+    return p;
+}
+
+static uint32_t bits_of(float v) {
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return u;
+}
+
+/* ---- the scalar conversions ----------------------------------------------------------- */
+
+static void check_reference(void) {
+    static const struct { uint16_t h; uint32_t f; } fixed[] = {
+        {0x0000, 0x00000000u}, {0x8000, 0x80000000u}, {0x0001, 0x33800000u}, /* 2^-24 */
+        {0x03ff, 0x387fc000u}, {0x0400, 0x38800000u}, {0x3c00, 0x3f800000u},
+        {0x7bff, 0x477fe000u}, {0x7c00, 0x7f800000u}, {0xfc00, 0xff800000u},
+        {0x7e00, 0x7fc00000u}, {0x7d00, 0x7fe00000u}, /* signalling NaN comes back quiet */
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+        if (bits_of(m2k_f16_to_float(fixed[i].h)) != fixed[i].f) {
+            if (!bad) printf("     0x%04x -> 0x%08x, want 0x%08x\n", fixed[i].h,
+                             bits_of(m2k_f16_to_float(fixed[i].h)), fixed[i].f);
+            bad++;
+        }
+    report(!bad, "m2k_f16_to_float: %zu fixed values", sizeof fixed / sizeof *fixed);
+
+    bad = 0;
+    for (uint32_t h = 0; h < 0x10000u; h++) {
+        uint16_t back = m2k_f16_from_float(m2k_f16_to_float((uint16_t)h));
+        int nan = (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu);
+        if (nan ? (back & 0x7fffu) != ((h | 0x200u) & 0x7fffu) || (back ^ h) & 0x8000u
+                : back != h)
+            bad++;
+    }
+    report(!bad, "m2k_f16_from_float inverts m2k_f16_to_float on all 65536 patterns (NaN "
+                 "comes back quiet): %d differ", bad);
+
+    bad = 0;
+    for (uint16_t h = 0; h < 0x7bff; h++) {
+        float lo = m2k_f16_to_float(h), hi = m2k_f16_to_float((uint16_t)(h + 1));
+        float mid = (float)(((double)lo + (double)hi) / 2); /* exact in fp32 */
+        uint16_t even = (h & 1) ? (uint16_t)(h + 1) : h;
+        for (int s = 0; s < 2; s++) {
+            float sign = s ? -1.0f : 1.0f;
+            uint16_t sb = s ? 0x8000 : 0;
+            if (m2k_f16_from_float(sign * mid) != (even | sb) ||
+                m2k_f16_from_float(sign * nextafterf(mid, 0)) != (h | sb) ||
+                m2k_f16_from_float(sign * nextafterf(mid, INFINITY)) != ((h + 1) | sb))
+                bad++;
+        }
+    }
+    /* Past the largest finite fp16: 65520 is the midpoint to the next power, which is inf. */
+    if (m2k_f16_from_float(65519.996f) != 0x7bff || m2k_f16_from_float(65520.0f) != 0x7c00 ||
+        m2k_f16_from_float(1e30f) != 0x7c00 || m2k_f16_from_float(-INFINITY) != 0xfc00 ||
+        m2k_f16_from_float(0x1p-25f) != 0 || m2k_f16_from_float(0x1p-149f) != 0 ||
+        (m2k_f16_from_float(NAN) & 0x7e00) != 0x7e00)
+        bad++;
+    report(!bad, "m2k_f16_from_float: ties to even at every midpoint, one ulp either side, "
+                 "overflow, underflow, NaN: %d wrong", bad);
+}
+
+/* ---- the table's vector conversion ---------------------------------------------------- */
+
+/* Equal bit for bit, or both NaN differing only in the quiet bit. */
+static int same_conversion(float got, float want) {
+    uint32_t g = bits_of(got), w = bits_of(want);
+    if (g == w) return 1;
+    return isnan(got) && isnan(want) && ((g ^ w) & ~0x00400000u) == 0;
+}
+
+static void check_conversion(const m2k_kernels *k) {
+    enum { ALL = 65536 };
+    uint16_t *src = must(malloc(ALL * sizeof *src));
+    float *got = must(malloc(ALL * sizeof *got)), *want = must(malloc(ALL * sizeof *want));
+    for (uint32_t h = 0; h < ALL; h++) src[h] = (uint16_t)h;
+    k->f16_to_f32(src, got, ALL);
+    m2k_ref_f16_to_f32(src, want, ALL);
+    int bad = 0;
+    long first = -1;
+    for (long i = 0; i < ALL; i++)
+        if (!same_conversion(got[i], want[i])) {
+            if (first < 0) first = i;
+            bad++;
+        }
+    report(!bad, "%s f16_to_f32: all 65536 patterns match the reference (NaN: up to the quiet "
+                 "bit)", k->name);
+    if (bad)
+        printf("     %d differ; first 0x%04lx: got 0x%08x want 0x%08x\n", bad, first,
+               bits_of(got[first]), bits_of(want[first]));
+
+    /* Tails and misaligned starts: the guard after each run must stay untouched. */
+    bad = 0;
+    for (int offset = 0; offset < 8; offset++)
+        for (size_t n = 0; n <= 40; n++) {
+            const uint16_t *s = src + 0x3b00 + offset * 97;
+            float out[48];
+            for (int i = 0; i < 48; i++) out[i] = -1234.5f;
+            k->f16_to_f32(s, out, n);
+            for (size_t i = 0; i < 48; i++) {
+                int ok = i < n ? same_conversion(out[i], m2k_f16_to_float(s[i]))
+                               : out[i] == -1234.5f;
+                if (!ok) bad++;
+            }
+        }
+    report(!bad, "%s f16_to_f32: offsets 0..7 × lengths 0..40, nothing written past n", k->name);
+    free(src);
+    free(got);
+    free(want);
+}
+
+/* ---- the fp16-weight GEMM -------------------------------------------------------------- */
+
+typedef struct { long m, n, k; } shape;
+
+static void check_gemm(const m2k_kernels *k, m2k_pool *pool, shape s, m2k_b_layout layout,
+                       int bias_on, m2k_activation act, int accumulate) {
+    const long ldb = layout == M2K_B_NK ? s.k + 3 : s.n + 5, ldc = s.n + 2, lda = s.k + 1;
+    const long brows = layout == M2K_B_NK ? s.n : s.k;
+    float *b = must(malloc((size_t)(brows * ldb + 1) * sizeof *b));
+    float *rounded = must(malloc((size_t)(brows * ldb + 1) * sizeof *rounded));
+    uint16_t *bits = must(malloc((size_t)(brows * ldb + 1) * sizeof *bits));
+    for (long i = 0; i < brows * ldb; i++) {
+        b[i] = uniform(-1, 1);
+        bits[i] = m2k_f16_from_float(b[i]);
+        rounded[i] = m2k_f16_to_float(bits[i]);
+    }
+    float *a = must(malloc((size_t)(s.m * lda + 1) * sizeof *a));
+    for (long i = 0; i < s.m * lda; i++) a[i] = uniform(-1, 1);
+    float *bias = must(malloc((size_t)(s.n + 1) * sizeof *bias));
+    for (long j = 0; j < s.n; j++) bias[j] = uniform(-1, 1);
+
+    size_t count = m2k_packed_b_floats(k->nr, s.n, s.k);
+    float *p32 = must(m2k_alloc((count + 1) * sizeof *p32));
+    uint16_t *p16 = must(m2k_alloc((count + 1) * sizeof *p16));
+    uint16_t *p16bits = must(m2k_alloc((count + 1) * sizeof *p16bits));
+    m2k_pack_b(k->nr, s.n, s.k, rounded, ldb, layout, p32);
+    m2k_pack_b_f16(k->nr, s.n, s.k, b, ldb, layout, p16);
+    m2k_pack_b_f16_bits(k->nr, s.n, s.k, bits, ldb, layout, p16bits);
+    int same_panels = memcmp(p16, p16bits, count * sizeof *p16) == 0;
+
+    float *want = must(malloc((size_t)(s.m * ldc + 1) * sizeof *want));
+    float *got = must(malloc((size_t)(s.m * ldc + 1) * sizeof *got));
+    for (long i = 0; i < s.m * ldc; i++) want[i] = got[i] = uniform(-2, 2);
+    const float *bp = bias_on ? bias : NULL;
+    m2k_sgemm(k, pool, s.m, s.n, s.k, a, lda, p32, want, ldc, bp, act, accumulate);
+    m2k_sgemm_f16b(k, pool, s.m, s.n, s.k, a, lda, p16, got, ldc, bp, act, accumulate);
+    long differ = 0;
+    for (long i = 0; i < s.m * ldc; i++)
+        if (bits_of(got[i]) != bits_of(want[i])) differ++;
+    report(same_panels && !differ,
+           "%s sgemm_f16b %ldx%ldx%ld %s%s act=%d%s%s: %ld of %ld C values differ from "
+           "m2k_sgemm on fp16-rounded B%s",
+           k->name, s.m, s.n, s.k, layout == M2K_B_NK ? "NK" : "KN", bias_on ? " bias" : "",
+           (int)act, accumulate ? " accumulate" : "", pool ? " pool 2" : "", differ,
+           s.m * ldc, same_panels ? "" : "; pack_b_f16 and pack_b_f16_bits panels differ");
+    free(b); free(rounded); free(bits); free(a); free(bias); free(want); free(got);
+    m2k_free(p32); m2k_free(p16); m2k_free(p16bits);
+}
+
+int main(void) {
+    const m2k_kernels *k = m2k_active();
+    const char *why = m2k_dispatch_error();
+    report(k && strcmp(k->name, "neon") == 0 && k->f16_to_f32 != NULL,
+           "dispatch: active variant is \"%s\" with f16_to_f32 (want \"neon\")%s%s",
+           k ? k->name : "(none)", why ? ": " : "", why ? why : "");
+    if (!k || !k->f16_to_f32) {
+        printf("%d passed, %d failed\n", passed, failed);
+        return 1;
+    }
+    check_reference();
+    check_conversion(k);
+    check_conversion(m2k_variant_kernels(M2K_VARIANT_SCALAR));
+
+    m2k_pool *pool = m2k_pool_create(2);
+    if (!pool) { perror("m2k_pool_create"); return 2; }
+    /* One element; odd everything; one exact 8 × 12 tile; K = 0; K over two 384-wide
+     * blocks with a ragged third; M over two 192-row blocks; several panels and chunks. */
+    static const shape shapes[] = {
+        {1, 1, 1}, {13, 37, 29}, {8, 12, 16}, {5, 3, 0}, {7, 40, 1001}, {200, 45, 33},
+        {25, 300, 70},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        for (int layout = 0; layout < 2; layout++) {
+            check_gemm(k, pool, shapes[i], (m2k_b_layout)layout, 0, M2K_ACT_NONE, 0);
+            check_gemm(k, NULL, shapes[i], (m2k_b_layout)layout, 1, M2K_ACT_QUICKGELU, 0);
+        }
+        check_gemm(k, pool, shapes[i], M2K_B_NK, 1, M2K_ACT_GELU, 0);
+        check_gemm(k, pool, shapes[i], M2K_B_NK, 1, M2K_ACT_NONE, 1);
+    }
+    m2k_pool_destroy(pool);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
