@@ -14,13 +14,16 @@ public enum Activation: Sendable {
 }
 
 /// A linear layer y = x · Wᵀ + b with W packed once, at load, for the context's kernels:
-/// fp32 panels for the fp32 GEMM, or int8 with per-channel scales for the int8 GEMM
-/// (activations quantized per row inside the op; see kernels.h).
+/// fp32 panels for the fp32 GEMM, the same panels in fp16 (widened to fp32 inside the GEMM,
+/// summed in fp32), or int8 with per-channel scales for the int8 GEMM (activations
+/// quantized per row inside the op; see kernels.h).
 public final class Linear: @unchecked Sendable {
     public let inFeatures: Int
     public let outFeatures: Int
-    /// fp32 panels, or the int8 blob of m2k_q8_pack.
+    /// fp32 panels, fp16 panels, or the int8 blob of m2k_q8_pack.
     let packed: UnsafeMutableRawPointer
+    /// Bytes the packed weights take (panel padding and the int8 header included).
+    public let packedBytes: Int
     let bias: Tensor?
     let nr: Int32
     /// The kernel table the weights were packed for.
@@ -29,7 +32,7 @@ public final class Linear: @unchecked Sendable {
 
     /// How the weights are stored and multiplied.
     public enum Precision: String, Codable, Sendable {
-        case fp32, int8
+        case fp32, fp16, int8
     }
 
     /// How a weight matrix is laid out in the checkpoint.
@@ -38,6 +41,14 @@ public final class Linear: @unchecked Sendable {
         case outIn
         /// (in, out), as OpenAI CLIP's `proj` and `text_projection`.
         case inOut
+
+        /// The row stride of the stored matrix and its m2k_pack_b layout.
+        func strideAndLayout(inFeatures: Int, outFeatures: Int) -> (Int, m2k_b_layout) {
+            switch self {
+            case .outIn: return (inFeatures, M2K_B_NK)
+            case .inOut: return (outFeatures, M2K_B_KN)
+            }
+        }
     }
 
     /// - Parameters:
@@ -54,18 +65,44 @@ public final class Linear: @unchecked Sendable {
         let nr = context.kernels.pointee.nr
         self.nr = nr
         let floats = m2k_packed_b_floats(nr, outFeatures, inFeatures)
-        guard let raw = m2k_alloc(max(floats, 1) * MemoryLayout<Float>.stride) else {
+        packedBytes = floats * MemoryLayout<Float>.stride
+        guard let raw = m2k_alloc(max(packedBytes, 64)) else {
             fatalError("out of memory packing a \(outFeatures)×\(inFeatures) weight")
         }
         let packed = raw.bindMemory(to: Float.self, capacity: max(floats, 1))
-        self.packed = UnsafeMutableRawPointer(packed)
-        weight.withUnsafeBufferPointer { w in
-            switch layout {
-            case .outIn:
-                m2k_pack_b(nr, outFeatures, inFeatures, w.baseAddress, inFeatures, M2K_B_NK, packed)
-            case .inOut:
-                m2k_pack_b(nr, outFeatures, inFeatures, w.baseAddress, outFeatures, M2K_B_KN, packed)
-            }
+        self.packed = raw
+        let (ldw, cLayout) = layout.strideAndLayout(inFeatures: inFeatures, outFeatures: outFeatures)
+        weight.withUnsafeBufferPointer {
+            m2k_pack_b(nr, outFeatures, inFeatures, $0.baseAddress, ldw, cLayout, packed)
+        }
+        self.bias = bias.map { Tensor(shape: [outFeatures], values: $0) }
+    }
+
+    /// An fp16 layer: W kept as fp16 in memory (half of fp32's bytes) and widened to fp32
+    /// inside the GEMM, a block at a time; products and sums are fp32.
+    /// - Parameters:
+    ///   - halfWeight: `outFeatures × inFeatures` IEEE binary16 bit patterns in `layout` order.
+    ///   - bias: `outFeatures` values, or nil.
+    public init(halfWeight: [UInt16], bias: [Float]?, inFeatures: Int, outFeatures: Int,
+                layout: WeightLayout = .outIn, context: ComputeContext) {
+        precondition(halfWeight.count == inFeatures * outFeatures, "fp16 weight size mismatch")
+        precondition(bias == nil || bias!.count == outFeatures, "bias size mismatch")
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        kernels = context.kernels
+        precision = .fp16
+        let nr = context.kernels.pointee.nr
+        self.nr = nr
+        let count = m2k_packed_b_floats(nr, outFeatures, inFeatures)
+        packedBytes = count * MemoryLayout<UInt16>.stride
+        guard let raw = m2k_alloc(max(packedBytes, 64)) else {
+            fatalError("out of memory packing a \(outFeatures)×\(inFeatures) fp16 weight")
+        }
+        packed = raw
+        let (ldw, cLayout) = layout.strideAndLayout(inFeatures: inFeatures, outFeatures: outFeatures)
+        halfWeight.withUnsafeBufferPointer {
+            m2k_pack_b_f16_bits(nr, outFeatures, inFeatures, $0.baseAddress, ldw, cLayout,
+                                raw.bindMemory(to: UInt16.self, capacity: max(count, 1)))
         }
         self.bias = bias.map { Tensor(shape: [outFeatures], values: $0) }
     }
@@ -85,6 +122,7 @@ public final class Linear: @unchecked Sendable {
         precision = .int8
         nr = context.kernels.pointee.nr
         let bytes = m2k_q8_packed_bytes(context.kernels, outFeatures, inFeatures)
+        packedBytes = bytes
         guard let raw = m2k_alloc(max(bytes, 64)) else {
             fatalError("out of memory packing a \(outFeatures)×\(inFeatures) int8 weight")
         }
@@ -124,6 +162,10 @@ public final class Linear: @unchecked Sendable {
             m2k_sgemm(context.kernels, context.pool, rows, outFeatures, inFeatures, x,
                       ldx ?? inFeatures, packed.assumingMemoryBound(to: Float.self), y, ldy ?? outFeatures,
                       bias?.data, activation.cValue, accumulate ? 1 : 0)
+        case .fp16:
+            m2k_sgemm_f16b(context.kernels, context.pool, rows, outFeatures, inFeatures, x,
+                           ldx ?? inFeatures, packed.assumingMemoryBound(to: UInt16.self), y,
+                           ldy ?? outFeatures, bias?.data, activation.cValue, accumulate ? 1 : 0)
         case .int8:
             m2k_q8_gemm(context.kernels, context.pool, rows, outFeatures, inFeatures, x,
                         ldx ?? inFeatures, packed, y, ldy ?? outFeatures, bias?.data,

@@ -33,6 +33,35 @@ import Testing
         }
     }
 
+    /// fp16 weights are widened to the same fp32 values the fp32 layer holds after rounding
+    /// them, and summed by the same kernels in the same order: equal bit for bit, in half the
+    /// bytes.
+    @Test(arguments: [Linear.WeightLayout.outIn, .inOut])
+    func halfLinearMatchesFP32OnRoundedWeights(layout: Linear.WeightLayout) throws {
+        let context = try ComputeContext(threads: 2)
+        let rows = 29, inFeatures = 401, outFeatures = 53
+        let bits = values(inFeatures * outFeatures, seed: 4).map { m2k_f16_from_float($0) }
+        let bias = values(outFeatures, seed: 5)
+        let x = Tensor(shape: [rows, inFeatures], values: values(rows * inFeatures, seed: 6))
+        let half = Linear(halfWeight: bits, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures,
+                          layout: layout, context: context)
+        let full = Linear(weight: bits.map { m2k_f16_to_float($0) }, bias: bias, inFeatures: inFeatures,
+                          outFeatures: outFeatures, layout: layout, context: context)
+        #expect(half.precision == .fp16)
+        #expect(half.packedBytes * 2 == full.packedBytes)
+        for activation in [Activation.none, .quickGELU, .gelu] {
+            let y = Tensor(shape: [rows, outFeatures]), expected = Tensor(shape: [rows, outFeatures])
+            half(x.data, rows: rows, into: y.data, activation: activation, context: context)
+            full(x.data, rows: rows, into: expected.data, activation: activation, context: context)
+            #expect(y.array == expected.array, "\(layout) \(activation)")
+        }
+        let y = Tensor(shape: [rows, outFeatures], values: values(rows * outFeatures, seed: 7))
+        let expected = Tensor(shape: [rows, outFeatures], values: y.array)
+        half(x.data, rows: rows, into: y.data, accumulate: true, context: context)
+        full(x.data, rows: rows, into: expected.data, accumulate: true, context: context)
+        #expect(y.array == expected.array, "\(layout) accumulate")
+    }
+
     @Test func linearAccumulatesIntoResidual() throws {
         let context = try ComputeContext(threads: 1)
         let linear = Linear(weight: [1, 2, 3, 4], bias: [10, 20], inFeatures: 2, outFeatures: 2, context: context)

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import M2Model
+@testable import M2Model
 import Ops
 import SafeTensors
 @testable import Quantization
@@ -74,6 +74,39 @@ import SafeTensors
         let report = AccuracyReport.compare(reference: reference, quantized: half, inputs: inputs, sizes: sizes,
                                             context: context)
         #expect(report.videoEmbeddingCosineMin > 0.9999, "\(report.videoEmbeddingCosineMin)")
+    }
+
+    /// The towers' GEMM weights that `quantize --to fp16` stores in fp16: patch embedding,
+    /// every block's qkv, out_proj and MLP, the text projection (visual.proj stays fp32).
+    static func towerLinears(_ model: M2CLIPModel) -> [Linear] {
+        func blocks(_ encoder: TransformerEncoder) -> [Linear] {
+            encoder.layers.flatMap { [$0.qkv, $0.outProjection, $0.fc1, $0.fc2] }
+        }
+        return [model.vision.patchEmbedding, model.text.projection]
+            + blocks(model.vision.encoder) + blocks(model.text.encoder)
+    }
+
+    /// An fp16 model file keeps its Linear weights fp16 in memory: every tower GEMM weight
+    /// is an fp16 layer in exactly half the fp32 layer's bytes, and the outputs stay those of
+    /// the fp32 model up to fp16 rounding of the weights (video embedding cosine > 0.9999,
+    /// as above; every layer's CLS cosine > 0.9999).
+    @Test func fp16WeightsStayHalfInMemory() throws {
+        let context = try ComputeContext(threads: 2)
+        let output = try Self.fp32.get().replacingOccurrences(of: "fp32.m2c", with: "fp16-memory.m2c")
+        let sizes = try Quantizer(target: .fp16).quantize(input: try Self.fp32.get(), output: output)
+        let reference = try ModelFile.load(path: try Self.fp32.get(), context: context)
+        let half = try ModelFile.load(path: output, context: context)
+        let fp32Layers = Self.towerLinears(reference), fp16Layers = Self.towerLinears(half)
+        #expect(fp32Layers.allSatisfy { $0.precision == .fp32 })
+        #expect(fp16Layers.allSatisfy { $0.precision == .fp16 })
+        let fp32Bytes = fp32Layers.map(\.packedBytes).reduce(0, +)
+        let fp16Bytes = fp16Layers.map(\.packedBytes).reduce(0, +)
+        #expect(fp16Bytes * 2 == fp32Bytes, "fp16 \(fp16Bytes) bytes, fp32 \(fp32Bytes)")
+        let inputs = try AccuracyReport.inputs(videos: [], frames: 4, imageSize: 32, count: 2)
+        let report = AccuracyReport.compare(reference: reference, quantized: half, inputs: inputs, sizes: sizes,
+                                            context: context)
+        #expect(report.videoEmbeddingCosineMin > 0.9999, "\(report.videoEmbeddingCosineMin)")
+        #expect(report.layerCosine.allSatisfy { $0 > 0.9999 }, "\(report.layerCosine)")
     }
 
     @Test func requantizingIsRefused() throws {

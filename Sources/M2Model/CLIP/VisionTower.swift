@@ -19,9 +19,8 @@ public final class VisionTower: @unchecked Sendable {
         configuration = c
         self.projectionDim = projectionDim
         let d = c.encoder.hiddenSize, p = c.patchSize
-        patchEmbedding = Linear(
-            weight: try reader.floats(n.patchEmbedding, shape: [d, c.channels, p, p]), bias: nil,
-            inFeatures: c.channels * p * p, outFeatures: d, context: context)
+        patchEmbedding = try reader.flattenedLinear(n.patchEmbedding, shape: [d, c.channels, p, p],
+                                                    in: c.channels * p * p, out: d, context: context)
         classEmbedding = try reader.floats(n.classEmbedding, shape: [d])
         positionEmbedding = Tensor(shape: [c.tokens, d],
                                    values: try reader.floats(n.positionEmbedding, shape: [c.tokens, d]))

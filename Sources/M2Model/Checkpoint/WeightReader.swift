@@ -67,13 +67,17 @@ final class WeightReader {
                    out: outFeatures, context: context)
     }
 
-    /// A Linear from a weight (out, in) and an optional bias. An I8 weight is int8,
-    /// symmetric per output channel, with its scales in `weight + "_scale"` (what
-    /// `m2clip quantize` writes); its values and scales are checked here, so corrupted data
-    /// is refused at load.
+    /// A Linear from a weight (out, in) and an optional bias. An F16 weight stays fp16 in
+    /// memory (Linear's fp16 precision). An I8 weight is int8, symmetric per output channel,
+    /// with its scales in `weight + "_scale"` (what `m2clip quantize` writes); its values and
+    /// scales are checked here, so corrupted data is refused at load.
     func linear(weight: String, bias: String?, in inFeatures: Int, out outFeatures: Int,
                 context: ComputeContext) throws -> Linear {
         let biasValues = try bias.map { try floats($0, shape: [outFeatures]) }
+        if source.dtype(of: weight) == .f16 {
+            return try halfLinear(weight, shape: [outFeatures, inFeatures], bias: biasValues,
+                                  in: inFeatures, out: outFeatures, layout: .outIn, context: context)
+        }
         guard source.dtype(of: weight) == .i8 else {
             return Linear(weight: try floats(weight, shape: [outFeatures, inFeatures]), bias: biasValues,
                           inFeatures: inFeatures, outFeatures: outFeatures, context: context)
@@ -98,9 +102,16 @@ final class WeightReader {
                       outFeatures: outFeatures, context: context)
     }
 
-    /// A bias-free projection stored whole under `name`, (out, in) or (in, out).
+    /// A bias-free projection stored whole under `name`, (out, in) or (in, out); fp16 in
+    /// memory when F16 in the file.
     func projection(_ name: String, layout: ProjectionLayout, in inFeatures: Int, out outFeatures: Int,
                     context: ComputeContext) throws -> Linear {
+        if source.dtype(of: name) == .f16 {
+            let isOutIn = layout == .outIn
+            return try halfLinear(name, shape: isOutIn ? [outFeatures, inFeatures] : [inFeatures, outFeatures],
+                                  bias: nil, in: inFeatures, out: outFeatures,
+                                  layout: isOutIn ? .outIn : .inOut, context: context)
+        }
         switch layout {
         case .outIn:
             return Linear(weight: try floats(name, shape: [outFeatures, inFeatures]), bias: nil,
@@ -109,6 +120,39 @@ final class WeightReader {
             return Linear(weight: try floats(name, shape: [inFeatures, outFeatures]), bias: nil,
                           inFeatures: inFeatures, outFeatures: outFeatures, layout: .inOut, context: context)
         }
+    }
+
+    /// A bias-free Linear from a weight stored with `shape`, whose rows flattened are
+    /// (out, in): a patch embedding's convolution (d, C, p, p). fp16 in memory when F16.
+    func flattenedLinear(_ name: String, shape: [Int], in inFeatures: Int, out outFeatures: Int,
+                         context: ComputeContext) throws -> Linear {
+        precondition(shape.reduce(1, *) == inFeatures * outFeatures && shape.first == outFeatures)
+        if source.dtype(of: name) == .f16 {
+            return try halfLinear(name, shape: shape, bias: nil, in: inFeatures, out: outFeatures,
+                                  layout: .outIn, context: context)
+        }
+        return Linear(weight: try floats(name, shape: shape), bias: nil, inFeatures: inFeatures,
+                      outFeatures: outFeatures, context: context)
+    }
+
+    /// An F16 weight kept as fp16 bits for Linear's fp16 precision, checked against `shape`.
+    private func halfLinear(_ name: String, shape: [Int], bias: [Float]?, in inFeatures: Int,
+                            out outFeatures: Int, layout: Linear.WeightLayout,
+                            context: ComputeContext) throws -> Linear {
+        let stored = source.shape(of: name) ?? []
+        guard stored == shape else {
+            throw CheckpointError(file: path, tensor: name, "has shape \(stored), expected \(shape)")
+        }
+        consumed.insert(name)
+        defer { source.release(name) }
+        let bits: [UInt16]
+        do {
+            bits = try source.halfBits(name)
+        } catch let error as SafeTensorsError {
+            throw CheckpointError(file: path, tensor: name, error.message)
+        }
+        return Linear(halfWeight: bits, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures,
+                      layout: layout, context: context)
     }
 
     /// Fails on the first tensor nobody consumed, unless `ignore` says it may be left.
