@@ -19,8 +19,8 @@ public struct Quantizer: Sendable {
     public enum Target: String, CaseIterable, Sendable {
         /// int8 per output channel, multiplied by the int8 kernels.
         case int8
-        /// fp16 in the file (half its size); widened to fp32 when the model loads, so the
-        /// arithmetic and the speed are fp32's.
+        /// fp16 in the file and in memory (half of each): the GEMMs widen a KC × nr slice of
+        /// the weight panels at a time to fp32 (F16C / NEON) and accumulate in fp32.
         case fp16
     }
 

@@ -12,14 +12,14 @@ struct QuantizeCommand: ParsableCommand {
         channel); activations are quantized per token at run time. LayerNorm, softmax, GELU, the \
         adapters, the heads and the text tower stay fp32. The report compares both models on the \
         --calibrate videos (or on generated clips): per-block output cosine, video embedding cosine, \
-        VC and zero-shot top-1 agreement. --to fp16 stores the same weights in fp16 (half the file); \
-        they are widened to fp32 at load, so memory and speed stay fp32's.
+        VC and zero-shot top-1 agreement. --to fp16 stores the same weights in fp16: half the file and \
+        half their memory; the GEMMs widen them to fp32 a cache block at a time (fp32 accumulate).
         """)
 
     @Argument(help: "An fp32 model file (.m2c).")
     var input: String
 
-    @Option(help: "Target precision: int8, or fp16 (storage only).")
+    @Option(help: "Target precision: int8, or fp16 (fp16 weights, fp32 arithmetic).")
     var to: String
 
     @Option(help: "Output model file.")

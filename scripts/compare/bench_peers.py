@@ -11,8 +11,8 @@ Two workloads (`--model`), one clip = pixel_values (8, 3, 224, 224) fp32, CLIP-n
                   scripts/reference/parity_m2clip.py (premlp variant: TED before the FFN of all 12
                   visual blocks, the K400 preset; authors' tensor names): vision tower with
                   TED-Adapters, ln_post + projection, temporal post adapter, mean over T, VC head
-                  -> video_embed (512), vc_logits (400). Engines: m2clip-fp32 and m2clip-int8
-                  (`m2clip convert --authors ... --preset k400`, `m2clip quantize --to int8`,
+                  -> video_embed (512), vc_logits (400). Engines: m2clip-fp32, -fp16 and -int8
+                  (`m2clip convert --authors ... --preset k400`, `m2clip quantize --to int8|fp16`,
                   cached in --bench-dir, redone when the weights or the binary are newer),
                   ort-fp32, ort-int8, ort-int8-mm, pytorch-fp32. The ONNX graph is
                   scripts/reference/m2clip_reference.encode_video with library ops for LayerNorm,
@@ -270,11 +270,11 @@ def setup_m2clip(args, binary, status: dict, notes: list) -> tuple[list, dict]:
     checks = {}
 
     # m2clip model files first: the subprocesses then do not compete with the Python-side setup.
-    files = {"fp32": None, "int8": None, "errors": [], "quantize_report": None}
+    files = {"fp32": None, "int8": None, "fp16": None, "errors": [], "quantize_report": None}
     if binary is not None:
         files = m2clip_video.ensure_model_files(binary, checkpoint, bench_dir, args.threads,
                                                 common.run_m2clip, log)
-        for precision in ("fp32", "int8"):
+        for precision in ("fp32", "int8", "fp16"):
             name = f"m2clip-{precision}"
             if files[precision] is None:
                 status[name] = "failed: " + "; ".join(files["errors"])
@@ -370,6 +370,7 @@ def setup_m2clip(args, binary, status: dict, notes: list) -> tuple[list, dict]:
         "bench_dir": str(bench_dir),
         "m2clip_fp32_model": str(files["fp32"]) if files["fp32"] else None,
         "m2clip_int8_model": str(files["int8"]) if files["int8"] else None,
+        "m2clip_fp16_model": str(files["fp16"]) if files.get("fp16") else None,
         "m2clip_quantize_report": report,
         "onnx_fp32": str(onnx_path) if onnx_path else None,
         "onnx_exporter": exporter,
@@ -381,7 +382,7 @@ def setup_m2clip(args, binary, status: dict, notes: list) -> tuple[list, dict]:
         "ort_int8_mm_settings": mm_settings if onnx_path else None,
         "checks": checks,
         "ratio_pairs": [("m2clip-int8", "ort-int8"), ("m2clip-int8", "ort-int8-mm"),
-                        ("m2clip-fp32", "ort-fp32"),
+                        ("m2clip-fp32", "ort-fp32"), ("m2clip-fp16", "ort-fp32"),
                         ("m2clip-int8", "ort-fp32"), ("m2clip-fp32", "pytorch-fp32")],
     }
     if info["onnx_opset"] not in (None, ONNX_OPSET):
@@ -397,7 +398,7 @@ def setup_m2clip(args, binary, status: dict, notes: list) -> tuple[list, dict]:
 
 
 OUTPUTS = ("video_embed", "vc_logits")
-ENGINE_ORDER = ("m2clip-fp32", "m2clip-int8", "ort-fp32", "ort-int8", "ort-int8-mm", "pytorch-fp32")
+ENGINE_ORDER = ("m2clip-fp32", "m2clip-fp16", "m2clip-int8", "ort-fp32", "ort-int8", "ort-int8-mm", "pytorch-fp32")
 
 
 def main() -> int:

@@ -267,11 +267,11 @@ def quantized_op_counts(path: Path) -> dict:
 
 def ensure_model_files(binary: Path, checkpoint: Path, out_dir: Path, threads: int, run_m2clip,
                        log) -> dict:
-    """{'fp32': path | None, 'int8': path | None, 'errors': [...], 'quantize_report': dict | None}."""
+    """{'fp32', 'int8', 'fp16': path | None, 'errors': [...], 'quantize_report': dict | None}."""
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = checkpoint / "weights.safetensors"
     newest_input = max(weights.stat().st_mtime, Path(binary).stat().st_mtime)
-    result = {"fp32": None, "int8": None, "errors": [], "quantize_report": None}
+    result = {"fp32": None, "int8": None, "fp16": None, "errors": [], "quantize_report": None}
     fp32 = out_dir / "model-fp32.m2c"
     int8 = out_dir / "model-int8.m2c"
     report_path = out_dir / "quantize-report.json"
@@ -305,6 +305,19 @@ def ensure_model_files(binary: Path, checkpoint: Path, out_dir: Path, threads: i
             log(result["errors"][-1])
             return result
     result["int8"] = int8
+    fp16 = out_dir / "model-fp16.m2c"
+    if not fresh(fp16) or fp16.stat().st_mtime < fp32.stat().st_mtime:
+        partial = out_dir / "model-fp16.partial.m2c"
+        log(f"m2clip quantize --to fp16 -> {fp16} ...")
+        try:
+            run_m2clip(binary, ["quantize", str(fp32), "--to", "fp16", "--out", str(partial),
+                                "--threads", str(threads)])
+            partial.rename(fp16)
+        except Exception as e:
+            result["errors"].append(f"m2clip quantize --to fp16 failed: {e}")
+            log(result["errors"][-1])
+            return result
+    result["fp16"] = fp16
     if report_path.exists():
         try:
             result["quantize_report"] = json.loads(report_path.read_text())
