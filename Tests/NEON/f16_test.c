@@ -20,27 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
-
-static void report(int ok, const char *fmt, ...) {
-    char line[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    printf("%s %s\n", ok ? "ok  " : "FAIL", line);
-    if (ok) passed++;
-    else failed++;
-}
-
-static unsigned long long rng_state = 0x2545F4914F6CDD1Dull;
-
-static float uniform(float lo, float hi) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return lo + (hi - lo) * (float)((rng_state >> 40) * (1.0 / 16777216.0));
-}
+#define NEON_TEST_SEED 0x2545F4914F6CDD1Dull
+#include "harness.h"
 
 static void *must(void *p) {
     if (!p) { perror("malloc"); exit(2); }

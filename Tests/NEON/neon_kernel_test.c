@@ -24,34 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
-static char first_failure[400];
-
-static void report(int ok, const char *fmt, ...) {
-    char line[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    printf("%s %s\n", ok ? "ok  " : "FAIL", line);
-    if (ok) {
-        passed++;
-    } else {
-        if (!failed) snprintf(first_failure, sizeof first_failure, "%s", line);
-        failed++;
-    }
-}
+#define NEON_TEST_SEED 0x9E3779B97F4A7C15ull
+#include "harness.h"
 
 /* ---- data --------------------------------------------------------------------------- */
-
-static unsigned long long rng_state = 0x9E3779B97F4A7C15ull;
-
-static float uniform(float lo, float hi) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return lo + (hi - lo) * (float)((rng_state >> 40) * (1.0 / 16777216.0));
-}
 
 static float *randoms(size_t n, float lo, float hi) {
     float *p = malloc((n ? n : 1) * sizeof(float));

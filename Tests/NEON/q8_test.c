@@ -22,29 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
-
-static void report(int ok, const char *fmt, ...) {
-    char line[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    printf("%s %s\n", ok ? "ok  " : "FAIL", line);
-    if (ok) passed++;
-    else failed++;
-}
+#define NEON_TEST_SEED 0x243F6A8885A308D3ull
+#include "harness.h"
 
 /* ---- data --------------------------------------------------------------------------- */
-
-static unsigned long long rng_state = 0x243F6A8885A308D3ull;
-
-static float uniform(float lo, float hi) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return lo + (hi - lo) * (float)((rng_state >> 40) * (1.0 / 16777216.0));
-}
 
 static float normal(void) { /* Box–Muller */
     float u = uniform(1e-7f, 1.0f), v = uniform(0.0f, 1.0f);
