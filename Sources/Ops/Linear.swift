@@ -54,28 +54,17 @@ public final class Linear: @unchecked Sendable {
     /// - Parameters:
     ///   - weight: `outFeatures × inFeatures` values in `layout` order.
     ///   - bias: `outFeatures` values, or nil.
-    public init(weight: [Float], bias: [Float]?, inFeatures: Int, outFeatures: Int,
-                layout: WeightLayout = .outIn, context: ComputeContext) {
+    public convenience init(weight: [Float], bias: [Float]?, inFeatures: Int, outFeatures: Int,
+                            layout: WeightLayout = .outIn, context: ComputeContext) {
         precondition(weight.count == inFeatures * outFeatures, "weight size mismatch")
-        precondition(bias == nil || bias!.count == outFeatures, "bias size mismatch")
-        self.inFeatures = inFeatures
-        self.outFeatures = outFeatures
-        kernels = context.kernels
-        precision = .fp32
-        let nr = context.kernels.pointee.nr
-        self.nr = nr
-        let floats = m2k_packed_b_floats(nr, outFeatures, inFeatures)
-        packedBytes = floats * MemoryLayout<Float>.stride
-        guard let raw = m2k_alloc(max(packedBytes, 64)) else {
-            fatalError("out of memory packing a \(outFeatures)×\(inFeatures) weight")
+        self.init(panelsOf: .fp32, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures,
+                  context: context) { nr, raw, count in
+            let (ldw, cLayout) = layout.strideAndLayout(inFeatures: inFeatures, outFeatures: outFeatures)
+            weight.withUnsafeBufferPointer {
+                m2k_pack_b(nr, outFeatures, inFeatures, $0.baseAddress, ldw, cLayout,
+                           raw.bindMemory(to: Float.self, capacity: count))
+            }
         }
-        let packed = raw.bindMemory(to: Float.self, capacity: max(floats, 1))
-        self.packed = raw
-        let (ldw, cLayout) = layout.strideAndLayout(inFeatures: inFeatures, outFeatures: outFeatures)
-        weight.withUnsafeBufferPointer {
-            m2k_pack_b(nr, outFeatures, inFeatures, $0.baseAddress, ldw, cLayout, packed)
-        }
-        self.bias = bias.map { Tensor(shape: [outFeatures], values: $0) }
     }
 
     /// An fp16 layer: W kept as fp16 in memory (half of fp32's bytes) and widened to fp32
@@ -83,27 +72,37 @@ public final class Linear: @unchecked Sendable {
     /// - Parameters:
     ///   - halfWeight: `outFeatures × inFeatures` IEEE binary16 bit patterns in `layout` order.
     ///   - bias: `outFeatures` values, or nil.
-    public init(halfWeight: [UInt16], bias: [Float]?, inFeatures: Int, outFeatures: Int,
-                layout: WeightLayout = .outIn, context: ComputeContext) {
+    public convenience init(halfWeight: [UInt16], bias: [Float]?, inFeatures: Int, outFeatures: Int,
+                            layout: WeightLayout = .outIn, context: ComputeContext) {
         precondition(halfWeight.count == inFeatures * outFeatures, "fp16 weight size mismatch")
+        self.init(panelsOf: .fp16, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures,
+                  context: context) { nr, raw, count in
+            let (ldw, cLayout) = layout.strideAndLayout(inFeatures: inFeatures, outFeatures: outFeatures)
+            halfWeight.withUnsafeBufferPointer {
+                m2k_pack_b_f16_bits(nr, outFeatures, inFeatures, $0.baseAddress, ldw, cLayout,
+                                    raw.bindMemory(to: UInt16.self, capacity: count))
+            }
+        }
+    }
+
+    /// fp32 or fp16 nr-wide panels (m2k_packed_b_floats elements), filled by `pack(nr, memory,
+    /// elements)`.
+    private init(panelsOf precision: Precision, bias: [Float]?, inFeatures: Int, outFeatures: Int,
+                 context: ComputeContext, pack: (Int32, UnsafeMutableRawPointer, Int) -> Void) {
         precondition(bias == nil || bias!.count == outFeatures, "bias size mismatch")
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
         kernels = context.kernels
-        precision = .fp16
+        self.precision = precision
         let nr = context.kernels.pointee.nr
         self.nr = nr
         let count = m2k_packed_b_floats(nr, outFeatures, inFeatures)
-        packedBytes = count * MemoryLayout<UInt16>.stride
+        packedBytes = count * (precision == .fp16 ? MemoryLayout<UInt16>.stride : MemoryLayout<Float>.stride)
         guard let raw = m2k_alloc(max(packedBytes, 64)) else {
-            fatalError("out of memory packing a \(outFeatures)×\(inFeatures) fp16 weight")
+            fatalError("out of memory packing a \(outFeatures)×\(inFeatures) \(precision) weight")
         }
         packed = raw
-        let (ldw, cLayout) = layout.strideAndLayout(inFeatures: inFeatures, outFeatures: outFeatures)
-        halfWeight.withUnsafeBufferPointer {
-            m2k_pack_b_f16_bits(nr, outFeatures, inFeatures, $0.baseAddress, ldw, cLayout,
-                                raw.bindMemory(to: UInt16.self, capacity: max(count, 1)))
-        }
+        pack(nr, raw, max(count, 1))
         self.bias = bias.map { Tensor(shape: [outFeatures], values: $0) }
     }
 
