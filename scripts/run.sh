@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job: run m2clipd on a camera and show the action events it emits.
 #
-#   scripts/run.sh [MODEL.m2c] [VIDEO]        (RUN_SECONDS=30 by default; 0 = until Ctrl-C)
+#   scripts/run.sh [MODEL.m2c] [CAMERA]       (RUN_SECONDS=30 by default; 0 = until Ctrl-C)
 #
+# CAMERA: a video file (looped), a V4L2 device such as /dev/video0 (640x480 at 30 fps asked),
+# or a stream URL (rtsp://..., http://...).
 # Without a model it builds one on the spot: an UNTRAINED M²-CLIP-B/16 from random CLIP
 # weights, quantized to int8 — its labels are meaningless, its latency is real. Without a
 # camera it loops a short sample recording that ships with the tests. Everything it makes
@@ -29,7 +31,12 @@ if [[ -z $model ]]; then
     fi
     echo "NOTE: $model is untrained: the labels in the events are meaningless."
 fi
-video=${2:-Tests/Fixtures/video/phone_h264_rot90.mp4}
+camera=${2:-Tests/Fixtures/video/phone_h264_rot90.mp4}
+case $camera in
+    /dev/video*) source="{v4l2: $camera, width: 640, height: 480, fps: 30}" ;;
+    *://*) source="{url: \"$camera\"}" ;;
+    *) source="{file: $(realpath "$camera"), loop: true}" ;;
+esac
 
 cat > out/m2clipd.yaml <<YAML
 model: $(realpath "$model")
@@ -38,7 +45,7 @@ socket:
 stats_interval_s: 5
 cameras:
   - id: demo
-    source: {file: $(realpath "$video"), loop: true}
+    source: $source
     sample_fps: 8
     stride: 4
     head: zero-shot
