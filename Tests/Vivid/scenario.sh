@@ -96,6 +96,14 @@ check "the file camera never went offline" test "$(lines all.ndjson '"camera":"f
 check "the file camera kept producing" test "$(lines all.ndjson '"type":"action.' '"camera":"file"')" -ge 1
 check "the filtered subscriber saw only vivid" test "$(grep -v '"type":"stats"' vivid.ndjson | grep -c -F '"camera":"file"')" -eq 0
 
+# SIGHUP: the cameras restart from the file (the V4L2 device is closed and opened again); the
+# subscribers stay connected.
+onlines=$(lines vivid.ndjson '"type":"camera.status"' '"camera":"vivid"' '"status":"online"')
+kill -HUP "$daemon"
+check "SIGHUP restarts the V4L2 camera" wait_for 20 vivid.ndjson $((onlines + 1)) '"type":"camera.status"' '"camera":"vivid"' '"status":"online"'
+check "reload said why it went offline" test "$(lines vivid.ndjson '"camera":"vivid"' '"reason":"reload"')" -eq 1
+check "subscribers stayed connected through the reload" kill -0 "$sub1" "$sub2"
+
 kill -TERM "$daemon"
 wait "$daemon"
 status=$?
