@@ -32,6 +32,26 @@ private func numbered(sourceFPS: Double, sampleFPS: Double, frames: Int, stride:
         #expect((0..<limit).filter { window.keeps($0) } == kept)
     }
 
+    /// Pixels are asked for only for kept frames (a V4L2 frame converts its buffer on that
+    /// request); a kept frame that does not decode is lost and counted, and the schedule goes on.
+    @Test func decodesOnlyKeptFramesAndCountsUndecodable() {
+        let asked = EventOrder()
+        var window = numbered(sourceFPS: 30, sampleFPS: 10, frames: 2, stride: 1)
+        var windows: [[Float]] = []
+        for s in 0..<12 {
+            let lazy = CapturedFrame(sequence: s, wallClock: Double(s), monotonic: Double(s)) {
+                asked.add("\(s)")
+                guard s != 6 else { return nil } // a broken JPEG
+                return RGBFrame(width: 1, height: 1, rgb: [0, 0, 0], index: s, timestamp: 0, sourceIndex: s,
+                                clamped: false)
+            }
+            if let w = window.add(lazy) { windows.append(w.pixels) }
+        }
+        #expect(asked.items == ["0", "3", "6", "9"])
+        #expect(window.undecodable == 1 && window.sampled == 3)
+        #expect(windows == [[0, 3], [3, 9]])
+    }
+
     @Test func gapsDoNotBurstOrShiftTheSchedule() {
         var window = numbered(sourceFPS: 30, sampleFPS: 10, frames: 1, stride: 1)
         // 0, 3, then the camera drops 4...9: 10 is kept (once, not for 6 and 9 too), and the
@@ -289,8 +309,8 @@ final class ScriptedSource: CameraSource, @unchecked Sendable {
         let (frames, end) = log.wait { $1 != nil }
         #expect(end == .endOfStream)
         #expect(frames.map(\.sequence) == Array(0..<30))
-        #expect(frames.map(\.image.index) == Array(0..<30))
-        #expect(frames.allSatisfy { $0.image.width == 240 && $0.image.height == 320 }) // upright
+        #expect(frames.map { $0.image?.index } == Array(0..<30))
+        #expect(frames.allSatisfy { $0.image?.width == 240 && $0.image?.height == 320 }) // upright
         // Paced: frame k is not delivered before k / fps after frame 0.
         for (k, f) in frames.enumerated() {
             #expect(f.monotonic - frames[0].monotonic >= Double(k) / 15 - 1e-3, "frame \(k)")
@@ -307,7 +327,7 @@ final class ScriptedSource: CameraSource, @unchecked Sendable {
         let (frames, end) = log.wait { $1 != nil }
         #expect(end == .stopped)
         #expect(frames.map(\.sequence) == Array(0..<frames.count))
-        #expect(frames[29].image.index == 29 && frames[30].image.index == 0 && frames[44].image.index == 14)
+        #expect(frames[29].image?.index == 29 && frames[30].image?.index == 0 && frames[44].image?.index == 14)
     }
 
     @Test func fileSourceThatCannotOpenThrows() {

@@ -63,6 +63,7 @@ import V4L2Testing
     }
 
     @Test func streamsThroughEAGAINErrorFlagsAndGapsUntilENODEV() throws {
+        // Frames are decoded on demand from the held buffer (skipped frames cost nothing).
         let driver = ScriptedV4L2Driver()
         driver.steps = [.frame, .again, .flaggedError, .frame, .skip(2), .frame, .fail(ENODEV)]
         let capture = try V4L2Capture(device: "/dev/video9", request: Self.request, driver: driver)
@@ -77,19 +78,25 @@ import V4L2Testing
             }
             switch next {
             case .frame(let frame):
+                // The buffer stays with us until the next call; only then does it go back.
+                #expect(driver.buffersQueued == 3)
                 // Grey: R = G = B from the luma the fake wrote (BT.601 limited range), within
                 // swscale's fixed-point rounding (2 levels).
+                let image = try capture.decodeHeld(sequence: frame.sequence).get()
                 let expected = Double(ScriptedV4L2Driver.luma(sequence: frame.sequence)) - 16
-                #expect(abs(Double(frame.image.rgb[0]) - expected * 255 / 219) <= 2)
-                #expect(frame.image.width == 64 && frame.image.height == 48)
+                #expect(abs(Double(image.rgb[0]) - expected * 255 / 219) <= 2)
+                #expect(image.width == 64 && image.height == 48 && image.index == Int(frame.sequence))
                 #expect(frame.monotonic != nil)
+                #expect(throws: V4L2FrameDecoder.DecodeFailure.self) { try capture.decodeHeld(sequence: frame.sequence &+ 1).get() }
                 seen.append("frame \(frame.sequence)")
             case .timeout:
                 seen.append("timeout")
             case .corrupt(let sequence, let reason):
                 seen.append("corrupt \(sequence): \(reason)")
             }
-            #expect(driver.buffersQueued == 4, "every dequeued buffer goes back to the driver")
+            if case .frame = next {} else {
+                #expect(driver.buffersQueued == 4, "every dequeued buffer goes back to the driver")
+            }
         }
         #expect(seen == ["frame 0", "timeout", "corrupt 1: driver flagged the buffer V4L2_BUF_FLAG_ERROR", "frame 2",
                          "timeout", "frame 5",

@@ -25,7 +25,7 @@ public final class CameraPipeline: @unchecked Sendable {
         public var windows = 0
         public var processedWindows = 0
         public var skippedWindows = 0
-        /// Frames the source lost (gaps in its sequence numbers).
+        /// Frames the source lost (gaps in its sequence numbers) or that did not decode.
         public var droppedFrames = 0
     }
 
@@ -194,12 +194,13 @@ public final class CameraPipeline: @unchecked Sendable {
         }
         let gap = lastSequence >= 0 ? max(frame.sequence - lastSequence - 1, 0) : 0
         lastSequence = frame.sequence
-        let before = rolling!.sampled
+        let before = (rolling!.sampled, rolling!.undecodable)
         let window = rolling!.add(frame)
-        let sampled = rolling!.sampled - before
+        let sampled = rolling!.sampled - before.0
+        let lost = rolling!.undecodable - before.1
         state.withLock {
             counters.framesIn += 1
-            counters.droppedFrames += gap
+            counters.droppedFrames += gap + lost
             counters.sampled += sampled
             guard let window else { return }
             counters.windows += 1

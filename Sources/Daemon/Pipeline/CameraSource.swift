@@ -6,19 +6,30 @@ import Video
 
 /// One frame from a camera, stamped when it was captured.
 public struct CapturedFrame: Sendable {
-    public var image: RGBFrame
     /// Position in the source's frame sequence at its nominal rate, from 0. A gap means the
-    /// source dropped frames; a looping file restarts `image.index` but not this.
+    /// source dropped frames; a looping file restarts the image's `index` but not this.
     public var sequence: Int
     /// Capture time: seconds since 1970, and monotonic seconds (`MonotonicClock`).
     public var wallClock: Double
     public var monotonic: Double
+    private let produce: @Sendable () -> RGBFrame?
+
+    /// The pixels, upright RGB. A V4L2 frame converts the driver's buffer here, on first use,
+    /// so frames the sampler skips cost no conversion: ask only inside `onFrame` (the buffer
+    /// goes back to the driver afterwards). nil when the buffer does not decode (a broken
+    /// JPEG from the camera).
+    public var image: RGBFrame? { produce() }
 
     public init(image: RGBFrame, sequence: Int, wallClock: Double, monotonic: Double) {
-        self.image = image
+        self.init(sequence: sequence, wallClock: wallClock, monotonic: monotonic, decode: { image })
+    }
+
+    /// A frame whose pixels `decode` produces when asked (valid during `onFrame` only).
+    public init(sequence: Int, wallClock: Double, monotonic: Double, decode: @escaping @Sendable () -> RGBFrame?) {
         self.sequence = sequence
         self.wallClock = wallClock
         self.monotonic = monotonic
+        produce = decode
     }
 }
 

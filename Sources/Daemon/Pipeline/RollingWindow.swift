@@ -37,6 +37,8 @@ public struct RollingWindow {
     private var next: Double = 0
     /// Frames kept so far.
     public private(set) var sampled = 0
+    /// Frames the schedule chose whose pixels did not decode (lost, like dropped frames).
+    public private(set) var undecodable = 0
 
     /// - Parameters:
     ///   - sourceFPS, sampleFPS: the camera's rate and the rate to keep.
@@ -76,7 +78,11 @@ public struct RollingWindow {
     /// Feeds one frame; returns a window when this frame completes one.
     public mutating func add(_ frame: CapturedFrame) -> Window? {
         guard keeps(frame.sequence) else { return nil }
-        let pixels = preprocess(frame.image)
+        guard let image = frame.image else {
+            undecodable += 1
+            return nil
+        }
+        let pixels = preprocess(image)
         precondition(pixels.count == frameSize, "RollingWindow: preprocessing gave \(pixels.count) floats, expected \(frameSize)")
         let slot = sampled % frames
         ring[slot] = pixels

@@ -107,8 +107,16 @@ public final class V4L2CameraSource: CameraSource, @unchecked Sendable {
                     // A driver stamps when the frame was captured; the wall clock of that
                     // instant is now's minus the time since.
                     let captured = frame.monotonic.map { min($0, now) } ?? now
-                    onFrame(CapturedFrame(image: frame.image, sequence: Int(frame.sequence),
-                                          wallClock: MonotonicClock.wallNow() - (now - captured), monotonic: captured))
+                    let held = UncheckedBox(open), sequence = frame.sequence
+                    onFrame(CapturedFrame(sequence: Int(sequence), wallClock: MonotonicClock.wallNow() - (now - captured),
+                                          monotonic: captured) { [self] in
+                        switch held.value.decodeHeld(sequence: sequence) {
+                        case .success(let image): return image
+                        case .failure:
+                            lock.withLock { _corruptFrames += 1 }
+                            return nil
+                        }
+                    })
                 case .timeout:
                     let quiet = MonotonicClock.now() - lastFrame
                     if quiet >= reopenAfterSeconds {

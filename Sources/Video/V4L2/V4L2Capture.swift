@@ -7,7 +7,9 @@ import Glibc
 /// streams), VIDIOC_ENUM_FMT (pick the pixel format), VIDIOC_S_FMT (size; the driver picks
 /// the nearest it has), then VIDIOC_S_PARM (frame interval, after the format because the
 /// intervals a driver offers depend on it), VIDIOC_REQBUFS + QUERYBUF + mmap, QBUF of every
-/// buffer, VIDIOC_STREAMON. `next` polls, dequeues, decodes and requeues one buffer.
+/// buffer, VIDIOC_STREAMON. `next` gives the previous buffer back to the driver, polls and
+/// dequeues one; `decodeHeld` converts it to RGB only when the caller wants its pixels, so
+/// frames a sampler skips cost no conversion.
 ///
 /// Not thread-safe: one capture thread owns it.
 public final class V4L2Capture {
@@ -29,9 +31,8 @@ public final class V4L2Capture {
         }
     }
 
-    /// One dequeued buffer, decoded.
+    /// One dequeued buffer, held until the next `next` (its pixels: `decodeHeld`).
     public struct Frame {
-        public var image: RGBFrame
         /// The driver's frame counter; a gap means it dropped frames.
         public var sequence: UInt32
         /// The buffer's capture time in seconds on CLOCK_MONOTONIC, when the driver stamps on
@@ -43,8 +44,8 @@ public final class V4L2Capture {
         case frame(Frame)
         /// Nothing arrived within the timeout (or a spurious wake-up: EAGAIN).
         case timeout
-        /// A buffer came back flagged V4L2_BUF_FLAG_ERROR, short, or undecodable; it was
-        /// requeued and its frame is lost.
+        /// A buffer came back flagged V4L2_BUF_FLAG_ERROR; it was requeued and its frame is
+        /// lost.
         case corrupt(sequence: UInt32, reason: String)
     }
 
@@ -60,6 +61,8 @@ public final class V4L2Capture {
     private var buffers: [(pointer: UnsafeMutableRawPointer, length: Int)] = []
     private let decoder: V4L2FrameDecoder
     private var streaming = false
+    /// The buffer the last `next` dequeued, until the following `next` requeues it.
+    private var held: (index: Int, sequence: UInt32, bytes: Int, monotonic: Double?)?
 
     /// Opens, negotiates and starts streaming; closes the device again when any step fails.
     public init(device: String, request: Request, driver: V4L2Driver = LinuxV4L2Driver.shared) throws(V4L2Error) {
@@ -171,6 +174,11 @@ public final class V4L2Capture {
     /// the driver. Throws when the device fails (ENODEV once unplugged, EIO); the capture is
     /// then dead: `close` it and open a new one.
     public func next(timeoutMilliseconds: Int32) throws(V4L2Error) -> Next {
+        if let previous = held {
+            held = nil
+            var requeue = Self.buffer(index: UInt32(previous.index))
+            try Self.check(driver.queueBuffer(fd, &requeue), device, "VIDIOC_QBUF")
+        }
         let ready = driver.poll(fd, timeoutMilliseconds: timeoutMilliseconds)
         if ready < 0 { throw V4L2Error(device: device, call: "poll", code: -ready) }
         if ready == 0 { return .timeout }
@@ -183,22 +191,27 @@ public final class V4L2Capture {
             throw V4L2Error(device: device, call: "VIDIOC_DQBUF", detail: "driver returned buffer \(index) of \(buffers.count)")
         }
         let sequence = buffer.sequence
-        let result: Next
         if buffer.flags & UInt32(V4L2_BUF_FLAG_ERROR) != 0 {
-            result = .corrupt(sequence: sequence, reason: "driver flagged the buffer V4L2_BUF_FLAG_ERROR")
-        } else {
-            let monotonic = buffer.flags & UInt32(V4L2_BUF_FLAG_TIMESTAMP_MASK) == UInt32(V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC)
-                ? Double(buffer.timestamp.tv_sec) + Double(buffer.timestamp.tv_usec) / 1e6 : nil
-            let used = min(Int(buffer.bytesused == 0 ? buffer.length : buffer.bytesused), buffers[index].length)
-            let bytes = UnsafeRawBufferPointer(start: buffers[index].pointer, count: used)
-            switch decoder.decode(bytes, sequence: Int(sequence), timestamp: monotonic ?? 0) {
-            case .success(let image): result = .frame(Frame(image: image, sequence: sequence, monotonic: monotonic))
-            case .failure(let why): result = .corrupt(sequence: sequence, reason: why.description)
-            }
+            var requeue = Self.buffer(index: UInt32(index))
+            try Self.check(driver.queueBuffer(fd, &requeue), device, "VIDIOC_QBUF")
+            return .corrupt(sequence: sequence, reason: "driver flagged the buffer V4L2_BUF_FLAG_ERROR")
         }
-        var requeue = Self.buffer(index: UInt32(index))
-        try Self.check(driver.queueBuffer(fd, &requeue), device, "VIDIOC_QBUF")
-        return result
+        let monotonic = buffer.flags & UInt32(V4L2_BUF_FLAG_TIMESTAMP_MASK) == UInt32(V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC)
+            ? Double(buffer.timestamp.tv_sec) + Double(buffer.timestamp.tv_usec) / 1e6 : nil
+        let used = min(Int(buffer.bytesused == 0 ? buffer.length : buffer.bytesused), buffers[index].length)
+        held = (index, sequence, used, monotonic)
+        return .frame(Frame(sequence: sequence, monotonic: monotonic))
+    }
+
+    /// The pixels of the buffer the last `next` returned (short buffers and broken JPEGs fail);
+    /// `sequence`, when given, must be that buffer's, so a stale request cannot read a buffer
+    /// the driver is filling again.
+    public func decodeHeld(sequence: UInt32? = nil) -> Result<RGBFrame, V4L2FrameDecoder.DecodeFailure> {
+        guard let held, sequence == nil || sequence == held.sequence else {
+            return .failure(.init("frame \(sequence.map(String.init) ?? "?") is no longer held (decode it inside onFrame)"))
+        }
+        let bytes = UnsafeRawBufferPointer(start: buffers[held.index].pointer, count: held.bytes)
+        return decoder.decode(bytes, sequence: Int(held.sequence), timestamp: held.monotonic ?? 0)
     }
 
     /// VIDIOC_STREAMOFF, unmaps the buffers and closes the device; safe to call twice and on
@@ -207,6 +220,7 @@ public final class V4L2Capture {
         guard fd >= 0 else { return }
         if streaming { _ = driver.streamOff(fd) }
         streaming = false
+        held = nil
         unmapAll()
         driver.close(fd)
         fd = -1
