@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cross-compiles the C kernels with Tests/NEON/neon_kernel_test.c, Tests/NEON/q8_test.c (the
-# int8 GEMM) and Tests/NEON/f16_test.c (fp16 conversions, the fp16-weight GEMM) for AArch64
-# and runs them under qemu-user: the NEON variant against the scalar reference, from any host.
+# int8 GEMM) and Tests/NEON/f16_test.c (fp16 and bf16 conversions, the fp16- and bf16-weight
+# GEMMs) for AArch64 and runs them under qemu-user: the NEON variant against the scalar
+# reference, from any host.
 # Usage: scripts/test-neon.sh   (exit status is the test's)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -207,7 +207,7 @@ struct RuntimeTests {
             #expect(k.pointee.sgemm_micro != nil && k.pointee.bias_act != nil
                     && k.pointee.layernorm != nil && k.pointee.softmax != nil
                     && k.pointee.quickgelu != nil && k.pointee.gelu != nil && k.pointee.add != nil
-                    && k.pointee.f16_to_f32 != nil)
+                    && k.pointee.f16_to_f32 != nil && k.pointee.bf16_to_f32 != nil)
         }
     }
 

@@ -1,5 +1,6 @@
-/* The fp16 conversions and the fp16-weight GEMM of the active table (NEON under
- * scripts/test-neon.sh) against the scalar oracle. Checks:
+/* The fp16 and bf16 conversions and the fp16- and bf16-weight GEMMs of the active table
+ * (NEON under scripts/test-neon.sh) against the scalar oracle. The table checks run once per
+ * format through `half_format` (conversion, packing, GEMM). Checks:
  *   - m2k_f16_to_float on fixed values (±0, the smallest subnormal, 1, 65504, ±inf, NaN);
  *     m2k_f16_from_float rounds every midpoint between two fp16 neighbours to the even one,
  *     and the floats one ulp either side to the nearer one; it inverts m2k_f16_to_float;
@@ -7,7 +8,14 @@
  *     except a NaN's quiet bit (bit 22), which hardware may set; also from every start
  *     offset 0..7 with every length 0..40 (the tail path);
  *   - m2k_pack_b_f16 (from fp32) and m2k_pack_b_f16_bits give the same panels;
- *   - m2k_sgemm_f16b against m2k_sgemm on the same weights rounded to fp16, both B layouts,
+ *   - m2k_bf16_to_float is the 16-bit shift on all 65536 patterns; m2k_bf16_from_float rounds
+ *     every midpoint between bf16 neighbours to the even one, one ulp either side to the
+ *     nearer one, overflows to inf past the largest finite midpoint, keeps NaN a NaN;
+ *   - k->bf16_to_f32 on all 65536 patterns against m2k_ref_bf16_to_f32, bit for bit (NaN
+ *     included: a shift has no quiet bit to set), and the same tails;
+ *   - m2k_pack_b_bf16 and m2k_pack_b_bf16_bits give the same panels;
+ *   - m2k_sgemm_f16b / m2k_sgemm_bf16b against m2k_sgemm on the same weights rounded to
+ *     fp16 / bf16, both B layouts,
  *     odd shapes (M, N, K not multiples of 8, 12 or the 384-wide K block), bias, each
  *     activation, accumulate, C rows wider than N, a pool of 2 and none: the widened panels
  *     hold the same fp32 values in the same places, so the results must be equal bit for
@@ -87,31 +95,97 @@ static void check_reference(void) {
                  "overflow, underflow, NaN: %d wrong", bad);
 }
 
-/* ---- the table's vector conversion ---------------------------------------------------- */
+static void check_bf16_reference(void) {
+    int bad = 0;
+    for (uint32_t h = 0; h < 0x10000u; h++)
+        if (bits_of(m2k_bf16_to_float((uint16_t)h)) != h << 16) bad++;
+    report(!bad, "m2k_bf16_to_float: the top half of a float on all 65536 patterns: %d differ",
+           bad);
 
-/* Equal bit for bit, or both NaN differing only in the quiet bit. */
-static int same_conversion(float got, float want) {
-    uint32_t g = bits_of(got), w = bits_of(want);
-    if (g == w) return 1;
-    return isnan(got) && isnan(want) && ((g ^ w) & ~0x00400000u) == 0;
+    bad = 0;
+    for (uint32_t h = 0; h < 0x7f7f; h++) {
+        uint32_t mid_bits = h << 16 | 0x8000u; /* exact: 9 significant bits */
+        float mid;
+        memcpy(&mid, &mid_bits, sizeof mid);
+        uint16_t even = (h & 1) ? (uint16_t)(h + 1) : (uint16_t)h;
+        for (int s = 0; s < 2; s++) {
+            float sign = s ? -1.0f : 1.0f;
+            uint16_t sb = s ? 0x8000 : 0;
+            if (m2k_bf16_from_float(sign * mid) != (even | sb) ||
+                m2k_bf16_from_float(sign * nextafterf(mid, 0)) != (h | sb) ||
+                m2k_bf16_from_float(sign * nextafterf(mid, INFINITY)) != ((h + 1) | sb))
+                bad++;
+        }
+    }
+    /* The largest finite bf16 (0x7f7f) is odd: its midpoint to 2^128 rounds to inf. */
+    const uint32_t below = 0x7f7f7fffu, at = 0x7f7f8000u, snan = 0x7f800001u;
+    float fbelow, fat, fsnan;
+    memcpy(&fbelow, &below, 4);
+    memcpy(&fat, &at, 4);
+    memcpy(&fsnan, &snan, 4);
+    if (m2k_bf16_from_float(fbelow) != 0x7f7f || m2k_bf16_from_float(fat) != 0x7f80 ||
+        m2k_bf16_from_float(-INFINITY) != 0xff80 || m2k_bf16_from_float(0x1p-149f) != 0 ||
+        (m2k_bf16_from_float(NAN) & 0x7fc0) != 0x7fc0 ||
+        (m2k_bf16_from_float(fsnan) & 0x7fc0) != 0x7fc0)
+        bad++;
+    report(!bad, "m2k_bf16_from_float: ties to even at every midpoint, one ulp either side, "
+                 "overflow, NaN (a signalling one too): %d wrong", bad);
 }
 
-static void check_conversion(const m2k_kernels *k) {
+/* ---- a 16-bit weight format: the table's conversion and its GEMM ------------------------- */
+
+typedef void (*widen_fn)(const uint16_t *src, float *dst, size_t n);
+
+typedef struct {
+    const char *name; /* "f16", "bf16" as in the C names */
+    widen_fn (*widen)(const m2k_kernels *k);
+    widen_fn reference;
+    uint16_t (*narrow)(float v);
+    float (*to_float)(uint16_t h);
+    void (*pack)(int nr, long n, long k, const float *b, long ldb, m2k_b_layout layout,
+                 uint16_t *out);
+    void (*pack_bits)(int nr, long n, long k, const uint16_t *b, long ldb,
+                      m2k_b_layout layout, uint16_t *out);
+    void (*gemm)(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
+                 const float *a, long lda, const uint16_t *bp, float *c, long ldc,
+                 const float *bias, m2k_activation act, int accumulate);
+    int nan_quiet_bit_may_differ; /* fp16: hardware may set it on a signalling NaN */
+} half_format;
+
+static widen_fn f16_widen(const m2k_kernels *k) { return k->f16_to_f32; }
+static widen_fn bf16_widen(const m2k_kernels *k) { return k->bf16_to_f32; }
+
+static const half_format formats[] = {
+    {"f16", f16_widen, m2k_ref_f16_to_f32, m2k_f16_from_float, m2k_f16_to_float,
+     m2k_pack_b_f16, m2k_pack_b_f16_bits, m2k_sgemm_f16b, 1},
+    {"bf16", bf16_widen, m2k_ref_bf16_to_f32, m2k_bf16_from_float, m2k_bf16_to_float,
+     m2k_pack_b_bf16, m2k_pack_b_bf16_bits, m2k_sgemm_bf16b, 0},
+};
+
+/* Equal bit for bit, or (when the format allows) both NaN differing only in the quiet bit. */
+static int same_conversion(const half_format *f, float got, float want) {
+    uint32_t g = bits_of(got), w = bits_of(want);
+    if (g == w) return 1;
+    return f->nan_quiet_bit_may_differ && isnan(got) && isnan(want) &&
+           ((g ^ w) & ~0x00400000u) == 0;
+}
+
+static void check_conversion(const half_format *f, const m2k_kernels *k) {
     enum { ALL = 65536 };
     uint16_t *src = must(malloc(ALL * sizeof *src));
     float *got = must(malloc(ALL * sizeof *got)), *want = must(malloc(ALL * sizeof *want));
     for (uint32_t h = 0; h < ALL; h++) src[h] = (uint16_t)h;
-    k->f16_to_f32(src, got, ALL);
-    m2k_ref_f16_to_f32(src, want, ALL);
+    f->widen(k)(src, got, ALL);
+    f->reference(src, want, ALL);
     int bad = 0;
     long first = -1;
     for (long i = 0; i < ALL; i++)
-        if (!same_conversion(got[i], want[i])) {
+        if (!same_conversion(f, got[i], want[i])) {
             if (first < 0) first = i;
             bad++;
         }
-    report(!bad, "%s f16_to_f32: all 65536 patterns match the reference (NaN: up to the quiet "
-                 "bit)", k->name);
+    report(!bad, "%s %s_to_f32: all 65536 patterns match the reference%s", k->name, f->name,
+           f->nan_quiet_bit_may_differ ? " (NaN: up to the quiet bit)" : ", bit for bit");
     if (bad)
         printf("     %d differ; first 0x%04lx: got 0x%08x want 0x%08x\n", bad, first,
                bits_of(got[first]), bits_of(want[first]));
@@ -123,25 +197,26 @@ static void check_conversion(const m2k_kernels *k) {
             const uint16_t *s = src + 0x3b00 + offset * 97;
             float out[48];
             for (int i = 0; i < 48; i++) out[i] = -1234.5f;
-            k->f16_to_f32(s, out, n);
+            f->widen(k)(s, out, n);
             for (size_t i = 0; i < 48; i++) {
-                int ok = i < n ? same_conversion(out[i], m2k_f16_to_float(s[i]))
+                int ok = i < n ? same_conversion(f, out[i], f->to_float(s[i]))
                                : out[i] == -1234.5f;
                 if (!ok) bad++;
             }
         }
-    report(!bad, "%s f16_to_f32: offsets 0..7 × lengths 0..40, nothing written past n", k->name);
+    report(!bad, "%s %s_to_f32: offsets 0..7 × lengths 0..40, nothing written past n",
+           k->name, f->name);
     free(src);
     free(got);
     free(want);
 }
 
-/* ---- the fp16-weight GEMM -------------------------------------------------------------- */
+/* ---- the 16-bit-weight GEMM ------------------------------------------------------------ */
 
 typedef struct { long m, n, k; } shape;
 
-static void check_gemm(const m2k_kernels *k, m2k_pool *pool, shape s, m2k_b_layout layout,
-                       int bias_on, m2k_activation act, int accumulate) {
+static void check_gemm(const half_format *f, const m2k_kernels *k, m2k_pool *pool, shape s,
+                       m2k_b_layout layout, int bias_on, m2k_activation act, int accumulate) {
     const long ldb = layout == M2K_B_NK ? s.k + 3 : s.n + 5, ldc = s.n + 2, lda = s.k + 1;
     const long brows = layout == M2K_B_NK ? s.n : s.k;
     float *b = must(malloc((size_t)(brows * ldb + 1) * sizeof *b));
@@ -149,8 +224,8 @@ static void check_gemm(const m2k_kernels *k, m2k_pool *pool, shape s, m2k_b_layo
     uint16_t *bits = must(malloc((size_t)(brows * ldb + 1) * sizeof *bits));
     for (long i = 0; i < brows * ldb; i++) {
         b[i] = uniform(-1, 1);
-        bits[i] = m2k_f16_from_float(b[i]);
-        rounded[i] = m2k_f16_to_float(bits[i]);
+        bits[i] = f->narrow(b[i]);
+        rounded[i] = f->to_float(bits[i]);
     }
     float *a = must(malloc((size_t)(s.m * lda + 1) * sizeof *a));
     for (long i = 0; i < s.m * lda; i++) a[i] = uniform(-1, 1);
@@ -162,8 +237,8 @@ static void check_gemm(const m2k_kernels *k, m2k_pool *pool, shape s, m2k_b_layo
     uint16_t *p16 = must(m2k_alloc((count + 1) * sizeof *p16));
     uint16_t *p16bits = must(m2k_alloc((count + 1) * sizeof *p16bits));
     m2k_pack_b(k->nr, s.n, s.k, rounded, ldb, layout, p32);
-    m2k_pack_b_f16(k->nr, s.n, s.k, b, ldb, layout, p16);
-    m2k_pack_b_f16_bits(k->nr, s.n, s.k, bits, ldb, layout, p16bits);
+    f->pack(k->nr, s.n, s.k, b, ldb, layout, p16);
+    f->pack_bits(k->nr, s.n, s.k, bits, ldb, layout, p16bits);
     int same_panels = memcmp(p16, p16bits, count * sizeof *p16) == 0;
 
     float *want = must(malloc((size_t)(s.m * ldc + 1) * sizeof *want));
@@ -171,16 +246,16 @@ static void check_gemm(const m2k_kernels *k, m2k_pool *pool, shape s, m2k_b_layo
     for (long i = 0; i < s.m * ldc; i++) want[i] = got[i] = uniform(-2, 2);
     const float *bp = bias_on ? bias : NULL;
     m2k_sgemm(k, pool, s.m, s.n, s.k, a, lda, p32, want, ldc, bp, act, accumulate);
-    m2k_sgemm_f16b(k, pool, s.m, s.n, s.k, a, lda, p16, got, ldc, bp, act, accumulate);
+    f->gemm(k, pool, s.m, s.n, s.k, a, lda, p16, got, ldc, bp, act, accumulate);
     long differ = 0;
     for (long i = 0; i < s.m * ldc; i++)
         if (bits_of(got[i]) != bits_of(want[i])) differ++;
     report(same_panels && !differ,
-           "%s sgemm_f16b %ldx%ldx%ld %s%s act=%d%s%s: %ld of %ld C values differ from "
-           "m2k_sgemm on fp16-rounded B%s",
-           k->name, s.m, s.n, s.k, layout == M2K_B_NK ? "NK" : "KN", bias_on ? " bias" : "",
+           "%s sgemm_%sb %ldx%ldx%ld %s%s act=%d%s%s: %ld of %ld C values differ from "
+           "m2k_sgemm on %s-rounded B%s",
+           k->name, f->name, s.m, s.n, s.k, layout == M2K_B_NK ? "NK" : "KN", bias_on ? " bias" : "",
            (int)act, accumulate ? " accumulate" : "", pool ? " pool 2" : "", differ,
-           s.m * ldc, same_panels ? "" : "; pack_b_f16 and pack_b_f16_bits panels differ");
+           s.m * ldc, f->name, same_panels ? "" : "; pack_b and pack_b_bits panels differ");
     free(b); free(rounded); free(bits); free(a); free(bias); free(want); free(got);
     m2k_free(p32); m2k_free(p16); m2k_free(p16bits);
 }
@@ -188,16 +263,19 @@ static void check_gemm(const m2k_kernels *k, m2k_pool *pool, shape s, m2k_b_layo
 int main(void) {
     const m2k_kernels *k = m2k_active();
     const char *why = m2k_dispatch_error();
-    report(k && strcmp(k->name, "neon") == 0 && k->f16_to_f32 != NULL,
-           "dispatch: active variant is \"%s\" with f16_to_f32 (want \"neon\")%s%s",
-           k ? k->name : "(none)", why ? ": " : "", why ? why : "");
-    if (!k || !k->f16_to_f32) {
+    report(k && strcmp(k->name, "neon") == 0 && k->f16_to_f32 && k->bf16_to_f32,
+           "dispatch: active variant is \"%s\" with f16_to_f32 and bf16_to_f32 (want "
+           "\"neon\")%s%s", k ? k->name : "(none)", why ? ": " : "", why ? why : "");
+    if (!k || !k->f16_to_f32 || !k->bf16_to_f32) {
         printf("%d passed, %d failed\n", passed, failed);
         return 1;
     }
     check_reference();
-    check_conversion(k);
-    check_conversion(m2k_variant_kernels(M2K_VARIANT_SCALAR));
+    check_bf16_reference();
+    for (size_t f = 0; f < sizeof formats / sizeof *formats; f++) {
+        check_conversion(&formats[f], k);
+        check_conversion(&formats[f], m2k_variant_kernels(M2K_VARIANT_SCALAR));
+    }
 
     m2k_pool *pool = m2k_pool_create(2);
     if (!pool) { perror("m2k_pool_create"); return 2; }
@@ -207,13 +285,16 @@ int main(void) {
         {1, 1, 1}, {13, 37, 29}, {8, 12, 16}, {5, 3, 0}, {7, 40, 1001}, {200, 45, 33},
         {25, 300, 70},
     };
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
-        for (int layout = 0; layout < 2; layout++) {
-            check_gemm(k, pool, shapes[i], (m2k_b_layout)layout, 0, M2K_ACT_NONE, 0);
-            check_gemm(k, NULL, shapes[i], (m2k_b_layout)layout, 1, M2K_ACT_QUICKGELU, 0);
+    for (size_t fi = 0; fi < sizeof formats / sizeof *formats; fi++) {
+        const half_format *f = &formats[fi];
+        for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+            for (int layout = 0; layout < 2; layout++) {
+                check_gemm(f, k, pool, shapes[i], (m2k_b_layout)layout, 0, M2K_ACT_NONE, 0);
+                check_gemm(f, k, NULL, shapes[i], (m2k_b_layout)layout, 1, M2K_ACT_QUICKGELU, 0);
+            }
+            check_gemm(f, k, pool, shapes[i], M2K_B_NK, 1, M2K_ACT_GELU, 0);
+            check_gemm(f, k, pool, shapes[i], M2K_B_NK, 1, M2K_ACT_NONE, 1);
         }
-        check_gemm(k, pool, shapes[i], M2K_B_NK, 1, M2K_ACT_GELU, 0);
-        check_gemm(k, pool, shapes[i], M2K_B_NK, 1, M2K_ACT_NONE, 1);
     }
     m2k_pool_destroy(pool);
     printf("%d passed, %d failed\n", passed, failed);

@@ -23,6 +23,7 @@ const m2k_kernels m2k_neon_kernels = {
     .gelu = m2k_neon_gelu,
     .add = m2k_neon_add,
     .f16_to_f32 = m2k_neon_f16_to_f32,
+    .bf16_to_f32 = m2k_neon_bf16_to_f32,
     .q8_kernels = neon_q8,
 };
 #endif

@@ -18,5 +18,6 @@ void m2k_neon_quickgelu(float *x, size_t n);
 void m2k_neon_gelu(float *x, size_t n);
 void m2k_neon_add(float *y, const float *x, size_t n);
 void m2k_neon_f16_to_f32(const uint16_t *src, float *dst, size_t n);
+void m2k_neon_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
 
 #endif

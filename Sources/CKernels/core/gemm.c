@@ -7,9 +7,10 @@
  * task would copy it once per N chunk, which costs more than the strided loads save.
  * Other variants pack the A block into k-major mr-row panels in per-thread scratch. Edges
  * go through a local tile so micro-kernels only ever see full tiles.
- * B may also be held as fp16 (m2k_sgemm_f16b): the same panels in half the bytes. The
- * driver then widens each KC × nr slice into per-thread scratch (slot 4) right before the
- * M panels that reuse it, so one conversion serves the whole M block. */
+ * B may also be held as fp16 or bf16 (m2k_sgemm_f16b, m2k_sgemm_bf16b): the same panels in
+ * half the bytes. The driver then widens each KC × nr slice into per-thread scratch (slot 4)
+ * with the table's f16_to_f32 or bf16_to_f32 right before the M panels that reuse it, so
+ * one conversion serves the whole M block. */
 #include "internal.h"
 #include <string.h>
 
@@ -38,9 +39,10 @@ void m2k_pack_b(int nr, long n, long k, const float *b, long ldb, m2k_b_layout l
     }
 }
 
-/* m2k_pack_b's panels in fp16 bits from either source: exactly one of bf, bh is set. */
-static void pack_b_f16(int nr, long n, long k, const float *bf, const uint16_t *bh, long ldb,
-                       m2k_b_layout layout, uint16_t *out) {
+/* m2k_pack_b's panels in 16-bit patterns (fp16 or bf16) from either source: fp32 values bf
+ * rounded by `narrow`, or patterns bh copied as they are; exactly one of bf, bh is set. */
+static void pack_b_16(int nr, long n, long k, const float *bf, uint16_t (*narrow)(float),
+                      const uint16_t *bh, long ldb, m2k_b_layout layout, uint16_t *out) {
     long panels = (n + nr - 1) / nr;
     for (long p = 0; p < panels; p++) {
         uint16_t *dst = out + p * k * nr;
@@ -49,7 +51,7 @@ static void pack_b_f16(int nr, long n, long k, const float *bf, const uint16_t *
             uint16_t *row = dst + kk * nr;
             for (long j = 0; j < cols; j++) {
                 long at = layout == M2K_B_KN ? kk * ldb + p * nr + j : (p * nr + j) * ldb + kk;
-                row[j] = bf ? m2k_f16_from_float(bf[at]) : bh[at];
+                row[j] = bf ? narrow(bf[at]) : bh[at];
             }
             for (long j = cols; j < nr; j++) row[j] = 0;
         }
@@ -58,12 +60,22 @@ static void pack_b_f16(int nr, long n, long k, const float *bf, const uint16_t *
 
 void m2k_pack_b_f16(int nr, long n, long k, const float *b, long ldb, m2k_b_layout layout,
                     uint16_t *out) {
-    pack_b_f16(nr, n, k, b, NULL, ldb, layout, out);
+    pack_b_16(nr, n, k, b, m2k_f16_from_float, NULL, ldb, layout, out);
 }
 
 void m2k_pack_b_f16_bits(int nr, long n, long k, const uint16_t *b, long ldb,
                          m2k_b_layout layout, uint16_t *out) {
-    pack_b_f16(nr, n, k, NULL, b, ldb, layout, out);
+    pack_b_16(nr, n, k, NULL, NULL, b, ldb, layout, out);
+}
+
+void m2k_pack_b_bf16(int nr, long n, long k, const float *b, long ldb, m2k_b_layout layout,
+                     uint16_t *out) {
+    pack_b_16(nr, n, k, b, m2k_bf16_from_float, NULL, ldb, layout, out);
+}
+
+void m2k_pack_b_bf16_bits(int nr, long n, long k, const uint16_t *b, long ldb,
+                          m2k_b_layout layout, uint16_t *out) {
+    pack_b_16(nr, n, k, NULL, NULL, b, ldb, layout, out);
 }
 
 /* Ap[ir][kk][i] = A[m0 + ir*mr + i][k0 + kk], rows past `rows` zero. */
@@ -89,8 +101,8 @@ typedef struct {
     long m, n, kdim, lda, ldc;
     m2k_tile_grid grid;
     const float *a, *bias;
-    /* B's panels: fp32, read in place when widen is NULL; else fp16 bits that widen
-     * (the table's f16_to_f32) turns into fp32 a slice at a time. */
+    /* B's panels: fp32, read in place when widen is NULL; else fp16 or bf16 bits that
+     * widen (the table's f16_to_f32 or bf16_to_f32) turns into fp32 a slice at a time. */
     const void *bp;
     void (*widen)(const uint16_t *src, float *dst, size_t n);
     float *c;
@@ -111,7 +123,7 @@ static void gemm_task(void *ctx, long task, int worker) {
     /* Packed A block, or (in place) only the zero-padded rows of a partial last panel. */
     float *ap = m2k_thread_scratch(0, (size_t)((in_place ? 1 : mpanels) * mr * kc_max) *
                                           sizeof(float));
-    /* The current KC × nr slice of B widened to fp32 (fp16 B only). */
+    /* The current KC × nr slice of B widened to fp32 (fp16 or bf16 B only). */
     float *b_slice = g->widen ? m2k_thread_scratch(4, (size_t)(kc_max * nr) * sizeof(float))
                               : NULL;
     float tile[32 * 64] __attribute__((aligned(64)));
@@ -198,4 +210,10 @@ void m2k_sgemm_f16b(const m2k_kernels *k, m2k_pool *pool, long m, long n, long k
                     const float *a, long lda, const uint16_t *bp, float *c, long ldc,
                     const float *bias, m2k_activation act, int accumulate) {
     run_gemm(k, pool, m, n, kdim, a, lda, bp, k->f16_to_f32, c, ldc, bias, act, accumulate);
+}
+
+void m2k_sgemm_bf16b(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
+                     const float *a, long lda, const uint16_t *bp, float *c, long ldc,
+                     const float *bias, m2k_activation act, int accumulate) {
+    run_gemm(k, pool, m, n, kdim, a, lda, bp, k->bf16_to_f32, c, ldc, bias, act, accumulate);
 }

@@ -17,6 +17,7 @@
  *   uint16_t *wh = m2k_alloc(m2k_packed_b_floats(k->nr, out, in) * sizeof(uint16_t));
  *   m2k_pack_b_f16_bits(k->nr, out, in, W16, in, M2K_B_NK, wh); // W16: fp16 bits (out, in)
  *   m2k_sgemm_f16b(k, pool, rows, out, in, x, in, wh, y, out, b, M2K_ACT_NONE, 0);
+ *   // ...or as bf16 (m2k_pack_b_bf16_bits, m2k_sgemm_bf16b): the same, with bf16 bits.
  *
  *   k->layernorm(x, y, gamma, beta, rows, cols, cols, cols, 1e-5f);
  *
@@ -88,6 +89,9 @@ typedef struct m2k_kernels {
     /* dst[i] = src[i] widened from fp16 bits, exactly (a signalling NaN comes back quiet);
      * what m2k_sgemm_f16b runs on each slice of B. */
     void (*f16_to_f32)(const uint16_t *src, float *dst, size_t n);
+    /* dst[i] = src[i] widened from bf16 bits: a 16-bit left shift, so every pattern (NaN,
+     * signalling or not, inf, subnormals) comes back exactly; what m2k_sgemm_bf16b runs. */
+    void (*bf16_to_f32)(const uint16_t *src, float *dst, size_t n);
 
     /* int8 GEMM (core/q8_gemm.c): the micro-kernels this table can pack for, best first,
      * NULL-terminated (m2k_q8_kernel is described in the int8 section below). m2k_q8_pack
@@ -155,6 +159,23 @@ void m2k_pack_b_f16_bits(int nr, long n, long k, const uint16_t *b, long ldb,
 void m2k_sgemm_f16b(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
                     const float *a, long lda, const uint16_t *bp, float *c, long ldc,
                     const float *bias, m2k_activation act, int accumulate);
+
+/* ---- bf16-weight GEMM: the same driver and panels, B kept as bf16 bits ----------------
+ *
+ * As above with k->bf16_to_f32 widening each slice: m2k_sgemm's result on B rounded to bf16
+ * (m2k_bf16_from_float: nearest, ties to even), bit for bit, in half the bytes. Unlike the
+ * native bf16 GEMM below, x stays fp32: only the weights are rounded. */
+
+/* Pack fp32 B rounded to bf16 (m2k_bf16_from_float), or B already in bf16 bits. */
+void m2k_pack_b_bf16(int nr, long n, long k, const float *b, long ldb, m2k_b_layout layout,
+                     uint16_t *out);
+void m2k_pack_b_bf16_bits(int nr, long n, long k, const uint16_t *b, long ldb,
+                          m2k_b_layout layout, uint16_t *out);
+
+/* m2k_sgemm with B packed by m2k_pack_b_bf16[_bits] for this table's nr. */
+void m2k_sgemm_bf16b(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
+                     const float *a, long lda, const uint16_t *bp, float *c, long ldc,
+                     const float *bias, m2k_activation act, int accumulate);
 
 /* IEEE binary16 ↔ binary32. To fp16: round to nearest, ties to even; overflow → ±inf;
  * NaN → quiet NaN keeping the top payload bits. To fp32: exact (subnormals included), a
@@ -240,6 +261,7 @@ void m2k_ref_attention(long seqs, long tokens, int heads, int head_dim, const fl
                        long ld_qkv, float *out, long ld_out, int causal);
 void m2k_ref_bias_act(float *c, long ldc, int m, int n, const float *bias, m2k_activation act);
 void m2k_ref_f16_to_f32(const uint16_t *src, float *dst, size_t n); /* m2k_f16_to_float each */
+void m2k_ref_bf16_to_f32(const uint16_t *src, float *dst, size_t n); /* m2k_bf16_to_float each */
 
 /* ---- image resampling (Video module: CLIP preprocessing, frame rotation) ------------- */
 /* Pillow's Image.resize(..., BICUBIC) on RGB24, bit-exact: two separable passes (rows, then

@@ -1,4 +1,5 @@
-/* bf16 rounding and the bf16 GEMM oracle: W and x rounded to bf16 (nearest, ties to even),
+/* bf16 rounding, the widening oracle (the bf16_to_f32 of every table must match it bit for
+ * bit), and the bf16 GEMM oracle: W and x rounded to bf16 (nearest, ties to even),
  * the exact products summed in double, straightforward loops. */
 #include "kernels.h"
 #include <math.h>
@@ -18,6 +19,10 @@ float m2k_bf16_to_float(uint16_t b) {
     float v;
     memcpy(&v, &u, sizeof v);
     return v;
+}
+
+void m2k_ref_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = m2k_bf16_to_float(src[i]);
 }
 
 static float round_bf16(float v) { return m2k_bf16_to_float(m2k_bf16_from_float(v)); }

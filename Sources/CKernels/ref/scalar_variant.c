@@ -34,5 +34,6 @@ const m2k_kernels m2k_scalar_kernels = {
     .gelu = m2k_ref_gelu,
     .add = m2k_ref_add,
     .f16_to_f32 = m2k_ref_f16_to_f32,
+    .bf16_to_f32 = m2k_ref_bf16_to_f32,
     .q8_kernels = scalar_q8,
 };

@@ -25,6 +25,7 @@ const m2k_kernels m2k_avx2_kernels = {
     .gelu = m2k_avx2_gelu,
     .add = m2k_avx2_add,
     .f16_to_f32 = m2k_avx2_f16_to_f32,
+    .bf16_to_f32 = m2k_avx2_bf16_to_f32,
     .q8_kernels = avx2_q8,
 };
 
@@ -42,6 +43,7 @@ const m2k_kernels m2k_avx512_kernels = {
     .gelu = m2k_avx512_gelu,
     .add = m2k_avx512_add,
     .f16_to_f32 = m2k_avx512_f16_to_f32,
+    .bf16_to_f32 = m2k_avx512_bf16_to_f32,
     .q8_kernels = avx512_q8,
     .bf16_kernel = &m2k_bf16_avx512,
 };

@@ -17,7 +17,8 @@
     void m2k_##v##_quickgelu(float *x, size_t n);                                            \
     void m2k_##v##_gelu(float *x, size_t n);                                                 \
     void m2k_##v##_add(float *y, const float *x, size_t n);                                  \
-    void m2k_##v##_f16_to_f32(const uint16_t *src, float *dst, size_t n);
+    void m2k_##v##_f16_to_f32(const uint16_t *src, float *dst, size_t n);                   \
+    void m2k_##v##_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
 
 M2K_DECLARE_VARIANT(avx2)
 M2K_DECLARE_VARIANT(avx512)
