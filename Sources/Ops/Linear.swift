@@ -14,13 +14,13 @@ public enum Activation: Sendable {
 }
 
 /// A linear layer y = x · Wᵀ + b with W packed once, at load, for the context's kernels:
-/// fp32 panels for the fp32 GEMM, the same panels in fp16 (widened to fp32 inside the GEMM,
-/// summed in fp32), or int8 with per-channel scales for the int8 GEMM (activations
+/// fp32 panels for the fp32 GEMM, the same panels in fp16 or bf16 (widened to fp32 inside the
+/// GEMM, summed in fp32), or int8 with per-channel scales for the int8 GEMM (activations
 /// quantized per row inside the op; see kernels.h).
 public final class Linear: @unchecked Sendable {
     public let inFeatures: Int
     public let outFeatures: Int
-    /// fp32 panels, fp16 panels, or the int8 blob of m2k_q8_pack.
+    /// fp32 panels, fp16 or bf16 panels, or the int8 blob of m2k_q8_pack.
     let packed: UnsafeMutableRawPointer
     /// Bytes the packed weights take (panel padding and the int8 header included).
     public let packedBytes: Int
@@ -32,7 +32,15 @@ public final class Linear: @unchecked Sendable {
 
     /// How the weights are stored and multiplied.
     public enum Precision: String, Codable, Sendable {
-        case fp32, fp16, int8
+        case fp32, fp16, bf16, int8
+
+        /// Bytes one weight takes in the packed panels (int8: not panels; see m2k_q8_pack).
+        var panelElementBytes: Int {
+            switch self {
+            case .fp16, .bf16: return MemoryLayout<UInt16>.stride
+            case .fp32, .int8: return MemoryLayout<Float>.stride
+            }
+        }
     }
 
     /// How a weight matrix is laid out in the checkpoint.
@@ -85,7 +93,26 @@ public final class Linear: @unchecked Sendable {
         }
     }
 
-    /// fp32 or fp16 nr-wide panels (m2k_packed_b_floats elements), filled by `pack(nr, memory,
+    /// A bf16 layer: W kept as bfloat16 in memory (half of fp32's bytes, fp32's exponent range)
+    /// and widened to fp32 inside the GEMM, a block at a time (a 16-bit shift: exact);
+    /// products and sums are fp32.
+    /// - Parameters:
+    ///   - bfloat16Weight: `outFeatures × inFeatures` bfloat16 bit patterns in `layout` order.
+    ///   - bias: `outFeatures` values, or nil.
+    public convenience init(bfloat16Weight: [UInt16], bias: [Float]?, inFeatures: Int, outFeatures: Int,
+                            layout: WeightLayout = .outIn, context: ComputeContext) {
+        precondition(bfloat16Weight.count == inFeatures * outFeatures, "bf16 weight size mismatch")
+        self.init(panelsOf: .bf16, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures,
+                  context: context) { nr, raw, count in
+            let (ldw, cLayout) = layout.strideAndLayout(inFeatures: inFeatures, outFeatures: outFeatures)
+            bfloat16Weight.withUnsafeBufferPointer {
+                m2k_pack_b_bf16_bits(nr, outFeatures, inFeatures, $0.baseAddress, ldw, cLayout,
+                                     raw.bindMemory(to: UInt16.self, capacity: count))
+            }
+        }
+    }
+
+    /// fp32, fp16 or bf16 nr-wide panels (m2k_packed_b_floats elements), filled by `pack(nr, memory,
     /// elements)`.
     private init(panelsOf precision: Precision, bias: [Float]?, inFeatures: Int, outFeatures: Int,
                  context: ComputeContext, pack: (Int32, UnsafeMutableRawPointer, Int) -> Void) {
@@ -97,7 +124,7 @@ public final class Linear: @unchecked Sendable {
         let nr = context.kernels.pointee.nr
         self.nr = nr
         let count = m2k_packed_b_floats(nr, outFeatures, inFeatures)
-        packedBytes = count * (precision == .fp16 ? MemoryLayout<UInt16>.stride : MemoryLayout<Float>.stride)
+        packedBytes = count * precision.panelElementBytes
         guard let raw = m2k_alloc(max(packedBytes, 64)) else {
             fatalError("out of memory packing a \(outFeatures)×\(inFeatures) \(precision) weight")
         }
@@ -165,6 +192,10 @@ public final class Linear: @unchecked Sendable {
             m2k_sgemm_f16b(context.kernels, context.pool, rows, outFeatures, inFeatures, x,
                            ldx ?? inFeatures, packed.assumingMemoryBound(to: UInt16.self), y,
                            ldy ?? outFeatures, bias?.data, activation.cValue, accumulate ? 1 : 0)
+        case .bf16:
+            m2k_sgemm_bf16b(context.kernels, context.pool, rows, outFeatures, inFeatures, x,
+                            ldx ?? inFeatures, packed.assumingMemoryBound(to: UInt16.self), y,
+                            ldy ?? outFeatures, bias?.data, activation.cValue, accumulate ? 1 : 0)
         case .int8:
             m2k_q8_gemm(context.kernels, context.pool, rows, outFeatures, inFeatures, x,
                         ldx ?? inFeatures, packed, y, ldy ?? outFeatures, bias?.data,

@@ -33,33 +33,44 @@ import Testing
         }
     }
 
-    /// fp16 weights are widened to the same fp32 values the fp32 layer holds after rounding
-    /// them, and summed by the same kernels in the same order: equal bit for bit, in half the
-    /// bytes.
-    @Test(arguments: [Linear.WeightLayout.outIn, .inOut])
-    func halfLinearMatchesFP32OnRoundedWeights(layout: Linear.WeightLayout) throws {
+    /// fp16 and bf16 weights are widened to the same fp32 values the fp32 layer holds after
+    /// rounding them, and summed by the same kernels in the same order: equal bit for bit, in
+    /// half the bytes.
+    @Test(arguments: [Linear.WeightLayout.outIn, .inOut], [Linear.Precision.fp16, .bf16])
+    func sixteenBitLinearMatchesFP32OnRoundedWeights(layout: Linear.WeightLayout,
+                                                     precision: Linear.Precision) throws {
         let context = try ComputeContext(threads: 2)
         let rows = 29, inFeatures = 401, outFeatures = 53
-        let bits = values(inFeatures * outFeatures, seed: 4).map { m2k_f16_from_float($0) }
+        let weight = values(inFeatures * outFeatures, seed: 4)
         let bias = values(outFeatures, seed: 5)
         let x = Tensor(shape: [rows, inFeatures], values: values(rows * inFeatures, seed: 6))
-        let half = Linear(halfWeight: bits, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures,
+        let half: Linear, full: Linear
+        if precision == .bf16 {
+            let bits = weight.map { m2k_bf16_from_float($0) }
+            half = Linear(bfloat16Weight: bits, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures,
                           layout: layout, context: context)
-        let full = Linear(weight: bits.map { m2k_f16_to_float($0) }, bias: bias, inFeatures: inFeatures,
+            full = Linear(weight: bits.map { m2k_bf16_to_float($0) }, bias: bias, inFeatures: inFeatures,
                           outFeatures: outFeatures, layout: layout, context: context)
-        #expect(half.precision == .fp16)
+        } else {
+            let bits = weight.map { m2k_f16_from_float($0) }
+            half = Linear(halfWeight: bits, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures,
+                          layout: layout, context: context)
+            full = Linear(weight: bits.map { m2k_f16_to_float($0) }, bias: bias, inFeatures: inFeatures,
+                          outFeatures: outFeatures, layout: layout, context: context)
+        }
+        #expect(half.precision == precision)
         #expect(half.packedBytes * 2 == full.packedBytes)
         for activation in [Activation.none, .quickGELU, .gelu] {
             let y = Tensor(shape: [rows, outFeatures]), expected = Tensor(shape: [rows, outFeatures])
             half(x.data, rows: rows, into: y.data, activation: activation, context: context)
             full(x.data, rows: rows, into: expected.data, activation: activation, context: context)
-            #expect(y.array == expected.array, "\(layout) \(activation)")
+            #expect(y.array == expected.array, "\(precision) \(layout) \(activation)")
         }
         let y = Tensor(shape: [rows, outFeatures], values: values(rows * outFeatures, seed: 7))
         let expected = Tensor(shape: [rows, outFeatures], values: y.array)
         half(x.data, rows: rows, into: y.data, accumulate: true, context: context)
         full(x.data, rows: rows, into: expected.data, accumulate: true, context: context)
-        #expect(y.array == expected.array, "\(layout) accumulate")
+        #expect(y.array == expected.array, "\(precision) \(layout) accumulate")
     }
 
     @Test func linearAccumulatesIntoResidual() throws {
