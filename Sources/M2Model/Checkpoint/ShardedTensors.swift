@@ -61,9 +61,9 @@ final class ShardedTensors: TensorSource {
         return try shard.int8s(name)
     }
 
-    func halfBits(_ name: String) throws -> [UInt16] {
+    func bits16(_ name: String) throws -> [UInt16] {
         guard let shard = shardOf[name] else { throw CheckpointError(file: origin, tensor: name, "missing") }
-        return try shard.halfBits(name)
+        return try shard.bits16(name)
     }
 }
 

@@ -14,8 +14,8 @@ protocol TensorSource {
     func int8s(_ name: String) throws -> [Int8]
     /// The tensor has been copied out: its memory may be given back.
     func release(_ name: String)
-    /// An F16 tensor's raw half-precision bits.
-    func halfBits(_ name: String) throws -> [UInt16]
+    /// An F16 or BF16 tensor's raw 16-bit patterns (its dtype says which format).
+    func bits16(_ name: String) throws -> [UInt16]
 }
 
 extension SafeTensorsFile: TensorSource {
@@ -25,9 +25,9 @@ extension SafeTensorsFile: TensorSource {
     func dtype(of name: String) -> DType? { info(name)?.dtype }
     func release(_ name: String) { releasePages(name) }
 
-    func halfBits(_ name: String) throws -> [UInt16] {
-        guard let info = info(name), info.dtype == .f16 else {
-            throw CheckpointError(file: path, tensor: name, "is not an F16 tensor")
+    func bits16(_ name: String) throws -> [UInt16] {
+        guard let info = info(name), info.dtype == .f16 || info.dtype == .bf16 else {
+            throw CheckpointError(file: path, tensor: name, "is not an F16 or BF16 tensor")
         }
         let raw = try bytes(name)
         return (0..<info.elementCount).map { UInt16(raw[2 * $0]) | UInt16(raw[2 * $0 + 1]) << 8 }
@@ -72,8 +72,8 @@ final class TensorStore: TensorSource {
     func dtype(of name: String) -> DType? { nil }
     func release(_ name: String) {}
 
-    func halfBits(_ name: String) throws -> [UInt16] {
-        throw CheckpointError(file: origin, tensor: name, "is held as fp32 values, not F16")
+    func bits16(_ name: String) throws -> [UInt16] {
+        throw CheckpointError(file: origin, tensor: name, "is held as fp32 values, not F16 or BF16")
     }
 
     func int8s(_ name: String) throws -> [Int8] {

@@ -40,16 +40,17 @@ final class WeightReader {
 
     func contains(_ name: String) -> Bool { source.shape(of: name) != nil }
 
-    /// A lookup table (rows × width) kept in the precision it is stored in: fp16 tables
-    /// (quantized model files) stay half the size in memory.
+    /// A lookup table (rows × width) kept in the precision it is stored in: fp16 and bf16
+    /// tables (quantized model files) stay half the size in memory.
     func embeddingTable(_ name: String, rows: Int, width: Int) throws -> EmbeddingTable {
-        if source.dtype(of: name) == .f16 {
+        if let dtype = sixteenBitDType(name) {
             guard let stored = source.shape(of: name), stored == [rows, width] else {
                 throw CheckpointError(file: path, tensor: name, "has shape \(source.shape(of: name) ?? []), expected \([rows, width])")
             }
             consumed.insert(name)
             defer { source.release(name) }
-            return EmbeddingTable(width: width, storage: .half(try source.halfBits(name)))
+            let bits = try source.bits16(name)
+            return EmbeddingTable(width: width, storage: dtype == .f16 ? .half(bits) : .bfloat16(bits))
         }
         return EmbeddingTable(width: width, storage: .float(try floats(name, shape: [rows, width])))
     }
@@ -67,15 +68,15 @@ final class WeightReader {
                    out: outFeatures, context: context)
     }
 
-    /// A Linear from a weight (out, in) and an optional bias. An F16 weight stays fp16 in
-    /// memory (Linear's fp16 precision). An I8 weight is int8, symmetric per output channel,
+    /// A Linear from a weight (out, in) and an optional bias. An F16 (BF16) weight stays fp16
+    /// (bf16) in memory: Linear's fp16 (bf16) precision. An I8 weight is int8, symmetric per output channel,
     /// with its scales in `weight + "_scale"` (what `m2clip quantize` writes); its values and
     /// scales are checked here, so corrupted data is refused at load.
     func linear(weight: String, bias: String?, in inFeatures: Int, out outFeatures: Int,
                 context: ComputeContext) throws -> Linear {
         let biasValues = try bias.map { try floats($0, shape: [outFeatures]) }
-        if source.dtype(of: weight) == .f16 {
-            return try halfLinear(weight, shape: [outFeatures, inFeatures], bias: biasValues,
+        if sixteenBitDType(weight) != nil {
+            return try sixteenBitLinear(weight, shape: [outFeatures, inFeatures], bias: biasValues,
                                   in: inFeatures, out: outFeatures, layout: .outIn, context: context)
         }
         guard source.dtype(of: weight) == .i8 else {
@@ -102,13 +103,13 @@ final class WeightReader {
                       outFeatures: outFeatures, context: context)
     }
 
-    /// A bias-free projection stored whole under `name`, (out, in) or (in, out); fp16 in
-    /// memory when F16 in the file.
+    /// A bias-free projection stored whole under `name`, (out, in) or (in, out); fp16 (bf16)
+    /// in memory when F16 (BF16) in the file.
     func projection(_ name: String, layout: ProjectionLayout, in inFeatures: Int, out outFeatures: Int,
                     context: ComputeContext) throws -> Linear {
-        if source.dtype(of: name) == .f16 {
+        if sixteenBitDType(name) != nil {
             let isOutIn = layout == .outIn
-            return try halfLinear(name, shape: isOutIn ? [outFeatures, inFeatures] : [inFeatures, outFeatures],
+            return try sixteenBitLinear(name, shape: isOutIn ? [outFeatures, inFeatures] : [inFeatures, outFeatures],
                                   bias: nil, in: inFeatures, out: outFeatures,
                                   layout: isOutIn ? .outIn : .inOut, context: context)
         }
@@ -123,20 +124,28 @@ final class WeightReader {
     }
 
     /// A bias-free Linear from a weight stored with `shape`, whose rows flattened are
-    /// (out, in): a patch embedding's convolution (d, C, p, p). fp16 in memory when F16.
+    /// (out, in): a patch embedding's convolution (d, C, p, p). fp16 (bf16) in memory when
+    /// F16 (BF16).
     func flattenedLinear(_ name: String, shape: [Int], in inFeatures: Int, out outFeatures: Int,
                          context: ComputeContext) throws -> Linear {
         precondition(shape.reduce(1, *) == inFeatures * outFeatures && shape.first == outFeatures)
-        if source.dtype(of: name) == .f16 {
-            return try halfLinear(name, shape: shape, bias: nil, in: inFeatures, out: outFeatures,
+        if sixteenBitDType(name) != nil {
+            return try sixteenBitLinear(name, shape: shape, bias: nil, in: inFeatures, out: outFeatures,
                                   layout: .outIn, context: context)
         }
         return Linear(weight: try floats(name, shape: shape), bias: nil, inFeatures: inFeatures,
                       outFeatures: outFeatures, context: context)
     }
 
-    /// An F16 weight kept as fp16 bits for Linear's fp16 precision, checked against `shape`.
-    private func halfLinear(_ name: String, shape: [Int], bias: [Float]?, in inFeatures: Int,
+    /// .f16 or .bf16 when `name` is stored in one of them: weights Linear keeps as they are.
+    private func sixteenBitDType(_ name: String) -> DType? {
+        let dtype = source.dtype(of: name)
+        return dtype == .f16 || dtype == .bf16 ? dtype : nil
+    }
+
+    /// An F16 or BF16 weight kept as its bits for Linear's fp16 or bf16 precision, checked
+    /// against `shape`.
+    private func sixteenBitLinear(_ name: String, shape: [Int], bias: [Float]?, in inFeatures: Int,
                             out outFeatures: Int, layout: Linear.WeightLayout,
                             context: ComputeContext) throws -> Linear {
         let stored = source.shape(of: name) ?? []
@@ -147,9 +156,13 @@ final class WeightReader {
         defer { source.release(name) }
         let bits: [UInt16]
         do {
-            bits = try source.halfBits(name)
+            bits = try source.bits16(name)
         } catch let error as SafeTensorsError {
             throw CheckpointError(file: path, tensor: name, error.message)
+        }
+        if source.dtype(of: name) == .bf16 {
+            return Linear(bfloat16Weight: bits, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures,
+                          layout: layout, context: context)
         }
         return Linear(halfWeight: bits, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures,
                       layout: layout, context: context)
@@ -163,11 +176,12 @@ final class WeightReader {
     }
 }
 
-/// Rows of an embedding table, fp32 or fp16 in memory.
+/// Rows of an embedding table, fp32, fp16 or bf16 in memory.
 struct EmbeddingTable: Sendable {
     enum Storage: Sendable {
         case float([Float])
         case half([UInt16])
+        case bfloat16([UInt16])
     }
 
     let width: Int
@@ -181,6 +195,8 @@ struct EmbeddingTable: Sendable {
             for j in 0..<width { out[j] += values[start + j] }
         case .half(let bits):
             for j in 0..<width { out[j] += FloatConversion.float(fromFloat16Bits: bits[start + j]) }
+        case .bfloat16(let bits):
+            for j in 0..<width { out[j] += FloatConversion.float(fromBFloat16Bits: bits[start + j]) }
         }
     }
 }
