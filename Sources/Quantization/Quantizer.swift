@@ -7,9 +7,11 @@ import SafeTensors
 /// scale per output channel (stored beside each weight as `<weight>_scale`). Which ones:
 /// the image tower's qkv, out_proj and MLP; the adapters' fc layers (TED, temporal, text);
 /// the text tower's linears (it runs only when labels change). The token embedding, the patch
-/// embedding and the text projection are stored in fp16 (computed in fp32). LayerNorms, softmax, GELU, the adapters' depthwise convolutions, the patch
-/// embedding and the heads stay fp32. Image-tower blocks listed in `fp32Layers` stay fp32
-/// entirely (their adapters too), for blocks whose activations have outlier channels.
+/// embedding and the text projection are stored in fp16 (bf16 for the bf16 target; computed
+/// in fp32). LayerNorms, softmax, GELU, the adapters' depthwise convolutions and the heads
+/// stay fp32. Image-tower blocks listed in `fp32Layers` stay fp32 entirely (their adapters
+/// too), for blocks whose activations have outlier channels. The fp16 and bf16 targets store
+/// the same weights as int8 does, in 16 bits instead, and keep them so in memory.
 public struct Quantizer: Sendable {
     public enum Operation: String, CaseIterable, Codable, Sendable {
         case qkv, outProj = "out_proj", mlp, adapters, text
@@ -22,6 +24,11 @@ public struct Quantizer: Sendable {
         /// fp16 in the file and in memory (half of each): the GEMMs widen a KC × nr slice of
         /// the weight panels at a time to fp32 (F16C / NEON) and accumulate in fp32.
         case fp16
+        /// bf16 (rounded to nearest, ties to even) in the file and in memory, widened and
+        /// summed as fp16 is. Three fewer mantissa bits than fp16 (8 significant bits against
+        /// 11), so a larger rounding error, but fp32's exponent range: nothing overflows or
+        /// flushes to zero.
+        case bf16
     }
 
     public var target: Target
@@ -34,7 +41,7 @@ public struct Quantizer: Sendable {
         self.fp32Layers = fp32Layers
     }
 
-    /// Weight names (release names) this policy stores in int8.
+    /// Weight names (release names) this policy stores in the target precision.
     public func quantizedWeights(_ c: M2CLIPConfiguration) -> Set<String> {
         var names = Set<String>()
         func block(_ prefix: String) -> [String] {
@@ -72,7 +79,8 @@ public struct Quantizer: Sendable {
         return names
     }
 
-    /// Tensors stored in fp16 (lookup tables, read a row at a time).
+    /// Tensors stored in fp16 for the int8 and fp16 targets, bf16 for bf16 (lookup tables, read
+    /// a row at a time, and the patch embedding and text projection).
     static let halfPrecision: Set<String> = ["token_embedding.weight", "visual.conv1.weight", "text_projection"]
 
     /// Reads `input` (an fp32 model file) and writes `output`; returns the sizes in bytes.
@@ -100,9 +108,15 @@ public struct Quantizer: Sendable {
                     throw CheckpointError(file: input, tensor: name, "expected a 2-D floating-point weight, found \(info.dtype) \(info.shape)")
                 }
                 let weight = try file.floats(name)
-                if target == .fp16 {
+                switch target {
+                case .fp16:
                     try writer.add(name: name, shape: info.shape, float16s: weight)
                     continue
+                case .bf16:
+                    try writer.add(name: name, shape: info.shape, bfloat16s: weight)
+                    continue
+                case .int8:
+                    break
                 }
                 let (values, scales) = Linear.quantize(weight: weight, inFeatures: info.shape[1], outFeatures: info.shape[0])
                 try values.withUnsafeBytes {
@@ -110,7 +124,11 @@ public struct Quantizer: Sendable {
                 }
                 try writer.add(name: name + "_scale", shape: [info.shape[0]], floats: scales)
             } else if Self.halfPrecision.contains(name) && info.dtype == .f32 {
-                try writer.add(name: name, shape: info.shape, float16s: try file.floats(name))
+                if target == .bf16 {
+                    try writer.add(name: name, shape: info.shape, bfloat16s: try file.floats(name))
+                } else {
+                    try writer.add(name: name, shape: info.shape, float16s: try file.floats(name))
+                }
             } else {
                 try writer.add(name: name, dtype: info.dtype, shape: info.shape, bytes: try file.bytes(name))
             }

@@ -6,20 +6,22 @@ import Quantization
 struct QuantizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quantize",
-        abstract: "Write an int8 (or fp16-stored) model file and report what it costs in accuracy against the fp32 one.",
+        abstract: "Write an int8 (or fp16- or bf16-stored) model file and report what it costs in accuracy against the fp32 one.",
         discussion: """
         The image tower's qkv, out_proj and MLP weights become int8 (symmetric, one scale per output \
         channel); activations are quantized per token at run time. LayerNorm, softmax, GELU, the \
         adapters, the heads and the text tower stay fp32. The report compares both models on the \
         --calibrate videos (or on generated clips): per-block output cosine, video embedding cosine, \
         VC and zero-shot top-1 agreement. --to fp16 stores the same weights in fp16: half the file and \
-        half their memory; the GEMMs widen them to fp32 a cache block at a time (fp32 accumulate).
+        half their memory; the GEMMs widen them to fp32 a cache block at a time (fp32 accumulate). \
+        --to bf16 does the same with bf16 (rounded to nearest even): fp32's exponent range, so no \
+        overflow or underflow, but 8 significant bits against fp16's 11, so a larger error.
         """)
 
     @Argument(help: "An fp32 model file (.m2c).")
     var input: String
 
-    @Option(help: "Target precision: int8, or fp16 (fp16 weights, fp32 arithmetic).")
+    @Option(help: "Target precision: int8, fp16 or bf16 (fp16 / bf16 weights, fp32 arithmetic).")
     var to: String
 
     @Option(help: "Output model file.")
@@ -51,7 +53,7 @@ struct QuantizeCommand: ParsableCommand {
 
     func validate() throws {
         guard Quantizer.Target(rawValue: to) != nil else {
-            throw ValidationError("--to must be int8 or fp16 (got \(to)); bf16 is not supported")
+            throw ValidationError("--to must be int8, fp16 or bf16 (got \(to))")
         }
         guard clips >= 1 else { throw ValidationError("--clips must be at least 1") }
         _ = try layers()

@@ -65,6 +65,33 @@ import Testing
         #expect(wrong.stderr.contains("pixel_values"), "\(wrong.stderr)")
     }
 
+    /// `quantize --to bf16` end to end: a tiny untrained model, the report on generated clips,
+    /// and a bf16 file; an unknown target is a usage error naming the choices.
+    @Test func quantizeToBF16() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clip-bf16-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = { (name: String) in dir.appendingPathComponent(name).path }
+        #expect(try run(["random-checkpoint", "--preset", "tiny", "--out", path("clip")]).status == 0)
+        try "juggling\nsurfing\n".write(toFile: path("labels.txt"), atomically: true, encoding: .utf8)
+        let convert = try run(["convert", "--hf", path("clip"), "--labels", path("labels.txt"), "--frames", "4",
+                               "--out", path("fp32.m2c")])
+        #expect(convert.status == 0, "\(convert.stderr)")
+        let quantize = try run(["quantize", path("fp32.m2c"), "--to", "bf16", "--out", path("bf16.m2c"),
+                                "--clips", "2", "--threads", "2"])
+        #expect(quantize.status == 0, "\(quantize.stderr)")
+        #expect(quantize.stdout.contains("video embedding cosine"), "\(quantize.stdout)")
+        // safetensors: a little-endian u64 header length, then the JSON header.
+        let file = try Data(contentsOf: URL(fileURLWithPath: path("bf16.m2c")))
+        let headerLength = file.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        let header = String(decoding: file.dropFirst(8).prefix(headerLength), as: UTF8.self)
+        #expect(header.contains("\"dtype\":\"BF16\""))
+
+        let wrong = try run(["quantize", path("fp32.m2c"), "--to", "fp8", "--out", path("x.m2c")])
+        #expect(wrong.status == 64, "status \(wrong.status)")
+        #expect(wrong.stderr.contains("int8, fp16 or bf16"), "\(wrong.stderr)")
+    }
+
     @Test func argumentErrorsAreUsageErrors() throws {
         let r = try run(["bench", "--model", "x", "--frames", "0"])
         #expect(r.status == 64, "status \(r.status)")
