@@ -10,12 +10,24 @@ public struct AccuracyReport: Codable, Sendable {
         public var videoEmbeddingCosine: Double
         public var vcTop1Agrees: Bool?
         public var zeroShotTop1Agrees: Bool
+        /// The fp32 model's lead of its top-1 VC logit over the second, and the largest change
+        /// quantization made to any VC logit: a lead below twice the change is a near tie that
+        /// quantization noise may flip (untrained heads give such ties everywhere).
+        public var vcTop1Margin: Double?
+        public var vcLogitMaxChange: Double?
+
+        /// Not a near tie: the fp32 top-1 leads by more than twice the largest logit change.
+        public var vcDecisive: Bool? {
+            guard let vcTop1Margin, let vcLogitMaxChange else { return nil }
+            return vcTop1Margin > 2 * vcLogitMaxChange
+        }
 
         enum CodingKeys: String, CodingKey {
             case source
             case videoEmbeddingCosine = "video_embed_cosine"
             case vcTop1Agrees = "vc_top1_agrees"
             case zeroShotTop1Agrees = "zero_shot_top1_agrees"
+            case vcTop1Margin = "vc_top1_margin", vcLogitMaxChange = "vc_logit_max_change"
         }
     }
 
@@ -25,6 +37,9 @@ public struct AccuracyReport: Codable, Sendable {
     public var videoEmbeddingCosineMin: Double
     public var videoEmbeddingCosineMean: Double
     public var vcTop1Agreement: Double?
+    /// Agreement over the clips that are not near ties (`Clip.vcDecisive`), and how many.
+    public var vcTop1AgreementDecisive: Double?
+    public var vcDecisiveClips: Int?
     public var zeroShotTop1Agreement: Double
     public var fp32Bytes: Int
     public var quantizedBytes: Int
@@ -34,6 +49,7 @@ public struct AccuracyReport: Codable, Sendable {
         case videoEmbeddingCosineMin = "video_embed_cosine_min"
         case videoEmbeddingCosineMean = "video_embed_cosine_mean"
         case vcTop1Agreement = "vc_top1_agreement", zeroShotTop1Agreement = "zero_shot_top1_agreement"
+        case vcTop1AgreementDecisive = "vc_top1_agreement_decisive", vcDecisiveClips = "vc_decisive_clips"
         case fp32Bytes = "fp32_bytes", quantizedBytes = "quantized_bytes"
     }
 
@@ -67,17 +83,26 @@ public struct AccuracyReport: Codable, Sendable {
                 layerSums[i] += cosine(va, vb)
             }
             let argmax = { (v: [Float]) in v.indices.max { v[$0] < v[$1] } }
-            clips.append(Clip(source: input.source, videoEmbeddingCosine: cosine(a.videoEmbedding, b.videoEmbedding),
-                              vcTop1Agrees: a.vcLogits.flatMap { la in b.vcLogits.map { argmax(la) == argmax($0) } },
-                              zeroShotTop1Agrees: argmax(a.labelScores) == argmax(b.labelScores)))
+            var clip = Clip(source: input.source, videoEmbeddingCosine: cosine(a.videoEmbedding, b.videoEmbedding),
+                            vcTop1Agrees: a.vcLogits.flatMap { la in b.vcLogits.map { argmax(la) == argmax($0) } },
+                            zeroShotTop1Agrees: argmax(a.labelScores) == argmax(b.labelScores))
+            if let la = a.vcLogits, let lb = b.vcLogits, la.count >= 2 {
+                let sorted = la.sorted(by: >)
+                clip.vcTop1Margin = Double(sorted[0] - sorted[1])
+                clip.vcLogitMaxChange = Double(zip(la, lb).map { abs($0 - $1) }.max() ?? 0)
+            }
+            clips.append(clip)
         }
         let n = Double(max(clips.count, 1))
         let vc = clips.compactMap(\.vcTop1Agrees)
+        let decisive = clips.filter { $0.vcDecisive == true }.compactMap(\.vcTop1Agrees)
         return AccuracyReport(
             layerCosine: layerSums.map { $0 / n }, clips: clips,
             videoEmbeddingCosineMin: clips.map(\.videoEmbeddingCosine).min() ?? 0,
             videoEmbeddingCosineMean: clips.map(\.videoEmbeddingCosine).reduce(0, +) / n,
             vcTop1Agreement: vc.isEmpty ? nil : Double(vc.filter { $0 }.count) / Double(vc.count),
+            vcTop1AgreementDecisive: decisive.isEmpty ? nil : Double(decisive.filter { $0 }.count) / Double(decisive.count),
+            vcDecisiveClips: vc.isEmpty ? nil : decisive.count,
             zeroShotTop1Agreement: Double(clips.filter(\.zeroShotTop1Agrees).count) / n,
             fp32Bytes: sizes.0, quantizedBytes: sizes.1)
     }

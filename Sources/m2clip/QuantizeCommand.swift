@@ -78,7 +78,17 @@ struct QuantizeCommand: ParsableCommand {
         print("compared on \(inputs.count) \(calibrate.isEmpty ? "generated clips" : "videos") of \(reference.configuration.frames) frames")
         print("block output cosine: " + report.layerCosine.enumerated().map { String(format: "%d:%.5f", $0.offset, $0.element) }.joined(separator: " "))
         print(String(format: "video embedding cosine: min %.5f, mean %.5f", report.videoEmbeddingCosineMin, report.videoEmbeddingCosineMean))
-        if let vc = report.vcTop1Agreement { print(String(format: "VC top-1 agreement: %.1f%%", 100 * vc)) }
+        if let vc = report.vcTop1Agreement {
+            var line = String(format: "VC top-1 agreement: %.1f%%", 100 * vc)
+            let total = report.clips.count, decisive = report.vcDecisiveClips ?? 0
+            if decisive < total {
+                line += decisive == 0
+                    ? "; every clip is a near tie (fp32 top-1 leads by less than twice the largest logit change: an untrained or undecided head)"
+                    : String(format: "; %.1f%% over the %d of %d clips that are not near ties",
+                             100 * (report.vcTop1AgreementDecisive ?? 0), decisive, total)
+            }
+            print(line)
+        }
         print(String(format: "zero-shot top-1 agreement: %.1f%%", 100 * report.zeroShotTop1Agreement))
     }
 }

@@ -166,3 +166,21 @@ import SafeTensors
         }
     }
 }
+
+@Suite struct NearTieTests {
+    /// A VC decision counts as decisive only when the fp32 lead is more than twice the largest
+    /// logit change quantization made: anything closer is a tie the noise may flip.
+    @Test func decisiveNeedsALeadAboveTwiceTheChange() {
+        func clip(_ margin: Double, _ change: Double) -> AccuracyReport.Clip {
+            var c = AccuracyReport.Clip(source: "x", videoEmbeddingCosine: 1, vcTop1Agrees: true, zeroShotTop1Agrees: true)
+            c.vcTop1Margin = margin
+            c.vcLogitMaxChange = change
+            return c
+        }
+        #expect(clip(0.01, 0.001).vcDecisive == true)
+        #expect(clip(0.01, 0.005).vcDecisive == false)
+        #expect(clip(0.01, 0.004).vcDecisive == true)
+        #expect(AccuracyReport.Clip(source: "x", videoEmbeddingCosine: 1, vcTop1Agrees: nil,
+                                    zeroShotTop1Agrees: true).vcDecisive == nil)
+    }
+}
