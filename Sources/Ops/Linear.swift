@@ -82,15 +82,8 @@ public final class Linear: @unchecked Sendable {
     ///   - bias: `outFeatures` values, or nil.
     public convenience init(halfWeight: [UInt16], bias: [Float]?, inFeatures: Int, outFeatures: Int,
                             layout: WeightLayout = .outIn, context: ComputeContext) {
-        precondition(halfWeight.count == inFeatures * outFeatures, "fp16 weight size mismatch")
-        self.init(panelsOf: .fp16, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures,
-                  context: context) { nr, raw, count in
-            let (ldw, cLayout) = layout.strideAndLayout(inFeatures: inFeatures, outFeatures: outFeatures)
-            halfWeight.withUnsafeBufferPointer {
-                m2k_pack_b_f16_bits(nr, outFeatures, inFeatures, $0.baseAddress, ldw, cLayout,
-                                    raw.bindMemory(to: UInt16.self, capacity: count))
-            }
-        }
+        self.init(bits: halfWeight, precision: .fp16, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures,
+                  layout: layout, context: context)
     }
 
     /// A bf16 layer: W kept as bfloat16 in memory (half of fp32's bytes, fp32's exponent range)
@@ -101,13 +94,21 @@ public final class Linear: @unchecked Sendable {
     ///   - bias: `outFeatures` values, or nil.
     public convenience init(bfloat16Weight: [UInt16], bias: [Float]?, inFeatures: Int, outFeatures: Int,
                             layout: WeightLayout = .outIn, context: ComputeContext) {
-        precondition(bfloat16Weight.count == inFeatures * outFeatures, "bf16 weight size mismatch")
-        self.init(panelsOf: .bf16, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures,
+        self.init(bits: bfloat16Weight, precision: .bf16, bias: bias, inFeatures: inFeatures,
+                  outFeatures: outFeatures, layout: layout, context: context)
+    }
+
+    /// fp16 or bf16 bit patterns packed by that format's m2k_pack_b_*_bits.
+    private convenience init(bits: [UInt16], precision: Precision, bias: [Float]?, inFeatures: Int,
+                             outFeatures: Int, layout: WeightLayout, context: ComputeContext) {
+        precondition(bits.count == inFeatures * outFeatures, "\(precision) weight size mismatch")
+        let packBits = precision == .bf16 ? m2k_pack_b_bf16_bits : m2k_pack_b_f16_bits
+        self.init(panelsOf: precision, bias: bias, inFeatures: inFeatures, outFeatures: outFeatures,
                   context: context) { nr, raw, count in
             let (ldw, cLayout) = layout.strideAndLayout(inFeatures: inFeatures, outFeatures: outFeatures)
-            bfloat16Weight.withUnsafeBufferPointer {
-                m2k_pack_b_bf16_bits(nr, outFeatures, inFeatures, $0.baseAddress, ldw, cLayout,
-                                     raw.bindMemory(to: UInt16.self, capacity: count))
+            bits.withUnsafeBufferPointer {
+                packBits(nr, outFeatures, inFeatures, $0.baseAddress, ldw, cLayout,
+                         raw.bindMemory(to: UInt16.self, capacity: count))
             }
         }
     }
