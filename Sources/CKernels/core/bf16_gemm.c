@@ -157,12 +157,9 @@ static void gemm_task(void *ctx, long task, int worker) {
                 if (r == mr && cols == nr) {
                     q->micro(kc / 2, a, g->ldq, b, c, g->ldc, load);
                 } else {
-                    if (load)
-                        for (long i = 0; i < r; i++)
-                            memcpy(tile + i * nr, c + i * g->ldc, (size_t)cols * sizeof(float));
+                    m2k_edge_tile_begin(tile, nr, c, g->ldc, r, cols, load);
                     q->micro(kc / 2, a, g->ldq, b, tile, nr, load);
-                    for (long i = 0; i < r; i++)
-                        memcpy(c + i * g->ldc, tile + i * nr, (size_t)cols * sizeof(float));
+                    m2k_edge_tile_end(tile, nr, c, g->ldc, r, cols);
                 }
                 if (last && (g->bias || g->act != M2K_ACT_NONE))
                     g->k->bias_act(c, g->ldc, (int)r, (int)cols, g->bias ? g->bias + p * nr : NULL,

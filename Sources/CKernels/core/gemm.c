@@ -164,13 +164,10 @@ static void gemm_task(void *ctx, long task, int worker) {
                     if (in_place) k->sgemm_rows(kc, a, lda, bp, c, g->ldc, load);
                     else k->sgemm_micro(kc, a, bp, c, g->ldc, load);
                 } else {
-                    if (load)
-                        for (long i = 0; i < r; i++)
-                            memcpy(tile + i * nr, c + i * g->ldc, (size_t)cols * sizeof(float));
+                    m2k_edge_tile_begin(tile, nr, c, g->ldc, r, cols, load);
                     if (in_place) k->sgemm_rows(kc, a, lda, bp, tile, nr, load);
                     else k->sgemm_micro(kc, a, bp, tile, nr, load);
-                    for (long i = 0; i < r; i++)
-                        memcpy(c + i * g->ldc, tile + i * nr, (size_t)cols * sizeof(float));
+                    m2k_edge_tile_end(tile, nr, c, g->ldc, r, cols);
                 }
                 if (last && (g->bias || g->act != M2K_ACT_NONE))
                     k->bias_act(c, g->ldc, (int)r, (int)cols, g->bias ? g->bias + p * nr : NULL,

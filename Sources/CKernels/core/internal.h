@@ -25,6 +25,12 @@ typedef struct {
 m2k_tile_grid m2k_tile_grid_plan(long m, long n, int mr, int nr, int threads);
 m2k_tile_task m2k_tile_grid_task(const m2k_tile_grid *g, long task, long m);
 
+/* Edge tiles: micro-kernels only ever write whole mr × nr tiles, so a partial one (rows × cols
+ * of C) runs on a local nr-wide tile. `begin` copies C into it when the kernel accumulates;
+ * `end` copies the valid part back. */
+void m2k_edge_tile_begin(float *tile, int nr, const float *c, long ldc, long rows, long cols, int load);
+void m2k_edge_tile_end(const float *tile, int nr, float *c, long ldc, long rows, long cols);
+
 /* Nonzero on a pool worker thread, or on the caller while it runs a pool job. */
 int m2k_in_pool_task(void);
 

@@ -186,13 +186,10 @@ static void gemm_task(void *ctx, long task, int worker) {
                 q->micro(g->groups, a, g->ldq, b, g->b_offset + p * nr, g->x_scale + row0,
                          g->w_scale + p * nr, bias, c, g->ldc, g->accumulate);
             } else {
-                if (g->accumulate)
-                    for (long i = 0; i < r; i++)
-                        memcpy(tile + i * nr, c + i * g->ldc, (size_t)cols * sizeof(float));
+                m2k_edge_tile_begin(tile, nr, c, g->ldc, r, cols, g->accumulate);
                 q->micro(g->groups, a, g->ldq, b, g->b_offset + p * nr, g->x_scale + row0,
                          g->w_scale + p * nr, bias, tile, nr, g->accumulate);
-                for (long i = 0; i < r; i++)
-                    memcpy(c + i * g->ldc, tile + i * nr, (size_t)cols * sizeof(float));
+                m2k_edge_tile_end(tile, nr, c, g->ldc, r, cols);
             }
             if (g->act != M2K_ACT_NONE)
                 g->k->bias_act(c, g->ldc, (int)r, (int)cols, NULL, g->act);

@@ -3,6 +3,7 @@
  * NC_TARGET columns (whole nr panels), halving the chunks until there are enough tasks for
  * the threads to share evenly. */
 #include "internal.h"
+#include <string.h>
 
 enum { MC_TARGET = 192, NC_TARGET = 256 };
 
@@ -29,4 +30,13 @@ m2k_tile_task m2k_tile_grid_task(const m2k_tile_grid *g, long task, long m) {
     t.p0 = nb * g->chunk_panels;
     t.p1 = t.p0 + g->chunk_panels < g->panels ? t.p0 + g->chunk_panels : g->panels;
     return t;
+}
+
+void m2k_edge_tile_begin(float *tile, int nr, const float *c, long ldc, long rows, long cols, int load) {
+    if (!load) return;
+    for (long i = 0; i < rows; i++) memcpy(tile + i * nr, c + i * ldc, (size_t)cols * sizeof(float));
+}
+
+void m2k_edge_tile_end(const float *tile, int nr, float *c, long ldc, long rows, long cols) {
+    for (long i = 0; i < rows; i++) memcpy(c + i * ldc, tile + i * nr, (size_t)cols * sizeof(float));
 }
