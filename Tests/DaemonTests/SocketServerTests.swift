@@ -27,15 +27,43 @@ func eventServerOptions() -> SocketServer.Options {
     return o
 }
 
+/// A socket server with its bus on a fresh socket path (`eventServerOptions`, then `configure`);
+/// `stop()` stops it and removes the directory.
+final class EventServerFixture {
+    let directory: URL
+    let path: String
+    let bus: EventBus
+    let server: SocketServer
+
+    init(epoch: String, ringCapacity: Int, configure: (inout SocketServer.Options) -> Void = { _ in },
+         beforeStart: (EventBus) -> Void = { _ in }) throws {
+        directory = eventSocketDirectory()
+        path = directory.appendingPathComponent("ev.sock").path
+        bus = EventBus(epoch: epoch, ringCapacity: ringCapacity)
+        beforeStart(bus)
+        var options = eventServerOptions()
+        configure(&options)
+        do {
+            server = try SocketServer(path: path, bus: bus, hello: eventTestHello, options: options)
+        } catch {
+            try? FileManager.default.removeItem(at: directory)
+            throw error
+        }
+    }
+
+    func stop() {
+        server.stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
 @Suite(.serialized) struct SocketServerTests {
     @Test func helloFirstThenFilteredEvents() throws {
-        let dir = eventSocketDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("ev.sock").path
-        let bus = EventBus(epoch: "run-7", ringCapacity: 64)
-        bus.publish(.stats(.init(cameras: [])))
-        let server = try SocketServer(path: path, bus: bus, hello: eventTestHello, options: eventServerOptions())
-        defer { server.stop() }
+        let fixture = try EventServerFixture(epoch: "run-7", ringCapacity: 64, beforeStart: { bus in
+            bus.publish(.stats(.init(cameras: [])))
+        })
+        defer { fixture.stop() }
+        let (path, bus) = (fixture.path, fixture.bus)
 
         let client = try EventClient(path: path)
         let hello = eventJSON(try #require(try client.readLine(timeout: 5)))
@@ -53,15 +81,12 @@ func eventServerOptions() -> SocketServer.Options {
     }
 
     @Test func stuckSubscriberNeverSlowsTheOthers() throws {
-        let dir = eventSocketDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("ev.sock").path
-        let bus = EventBus(epoch: "e", ringCapacity: 1024)
-        var options = eventServerOptions()
-        options.queueCapacity = 20_000
-        options.sendTimeout = 0.3
-        let server = try SocketServer(path: path, bus: bus, hello: eventTestHello, options: options)
-        defer { server.stop() }
+        let fixture = try EventServerFixture(epoch: "e", ringCapacity: 1024) { options in
+            options.queueCapacity = 20_000
+            options.sendTimeout = 0.3
+        }
+        defer { fixture.stop() }
+        let (path, bus, server) = (fixture.path, fixture.bus, fixture.server)
 
         let stuck = try EventClient(path: path)
         try stuck.send(SubscribeRequest())
@@ -95,15 +120,12 @@ func eventServerOptions() -> SocketServer.Options {
     }
 
     @Test func stuckSubscriberIsCutOffAtItsQueueBound() throws {
-        let dir = eventSocketDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("ev.sock").path
-        let bus = EventBus(epoch: "e", ringCapacity: 16)
-        var options = eventServerOptions()
-        options.queueCapacity = 16
-        options.sendTimeout = 60   // only the queue bound can cut it off
-        let server = try SocketServer(path: path, bus: bus, hello: eventTestHello, options: options)
-        defer { server.stop() }
+        let fixture = try EventServerFixture(epoch: "e", ringCapacity: 16) { options in
+            options.queueCapacity = 16
+            options.sendTimeout = 60   // only the queue bound can cut it off
+        }
+        defer { fixture.stop() }
+        let (path, bus) = (fixture.path, fixture.bus)
         let stuck = try EventClient(path: path)
         try stuck.send(SubscribeRequest())
         #expect(eventuallyTrue { bus.subscriberCount == 1 })
@@ -113,7 +135,7 @@ func eventServerOptions() -> SocketServer.Options {
             published += 1
         }
         #expect(bus.subscriberCount == 0)
-        #expect(published > options.queueCapacity)
+        #expect(published > fixture.server.options.queueCapacity)
         // hello and what the kernel buffered are still readable, then end of stream.
         var lines = 0
         while let _ = try stuck.readLine(timeout: 10) { lines += 1 }
@@ -122,12 +144,9 @@ func eventServerOptions() -> SocketServer.Options {
     }
 
     @Test func reconnectWithSinceGetsEveryMissedEventOnce() throws {
-        let dir = eventSocketDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("ev.sock").path
-        let bus = EventBus(epoch: "e", ringCapacity: 256)
-        let server = try SocketServer(path: path, bus: bus, hello: eventTestHello, options: eventServerOptions())
-        defer { server.stop() }
+        let fixture = try EventServerFixture(epoch: "e", ringCapacity: 256)
+        defer { fixture.stop() }
+        let (path, bus) = (fixture.path, fixture.bus)
 
         var lastSeq = 0
         do {
@@ -152,12 +171,9 @@ func eventServerOptions() -> SocketServer.Options {
     }
 
     @Test func malformedAndOversizedLinesGetAnErrorAndDefaults() throws {
-        let dir = eventSocketDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("ev.sock").path
-        let bus = EventBus(epoch: "e", ringCapacity: 16)
-        let server = try SocketServer(path: path, bus: bus, hello: eventTestHello, options: eventServerOptions())
-        defer { server.stop() }
+        let fixture = try EventServerFixture(epoch: "e", ringCapacity: 16)
+        defer { fixture.stop() }
+        let (path, bus) = (fixture.path, fixture.bus)
 
         let malformed = try EventClient(path: path)
         try malformed.sendRaw("{\"op\": nope\n")
@@ -177,12 +193,9 @@ func eventServerOptions() -> SocketServer.Options {
     }
 
     @Test func clientsThatVanishDoNotHurtTheServer() throws {
-        let dir = eventSocketDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("ev.sock").path
-        let bus = EventBus(epoch: "e", ringCapacity: 16)
-        let server = try SocketServer(path: path, bus: bus, hello: eventTestHello, options: eventServerOptions())
-        defer { server.stop() }
+        let fixture = try EventServerFixture(epoch: "e", ringCapacity: 16)
+        defer { fixture.stop() }
+        let (path, bus, server) = (fixture.path, fixture.bus, fixture.server)
         for i in 0..<20 {
             let client = try EventClient(path: path)
             if i % 2 == 0 { try client.sendRaw("{\"op\":\"subscribe\"") }   // half a line, then gone
@@ -196,14 +209,11 @@ func eventServerOptions() -> SocketServer.Options {
     }
 
     @Test func connectionsBeyondTheLimitGetAnError() throws {
-        let dir = eventSocketDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("ev.sock").path
-        let bus = EventBus(epoch: "e", ringCapacity: 4)
-        var options = eventServerOptions()
-        options.maxConnections = 2
-        let server = try SocketServer(path: path, bus: bus, hello: eventTestHello, options: options)
-        defer { server.stop() }
+        let fixture = try EventServerFixture(epoch: "e", ringCapacity: 4) { options in
+            options.maxConnections = 2
+        }
+        defer { fixture.stop() }
+        let (path, bus) = (fixture.path, fixture.bus)
         let first = try EventClient(path: path), second = try EventClient(path: path)
         for client in [first, second] { try client.send(SubscribeRequest()) }
         #expect(eventuallyTrue { bus.subscriberCount == 2 })
@@ -358,12 +368,9 @@ struct EventSchemaTests {
     """
 
     @Test func everyLineTypeMatchesTheSchema() throws {
-        let dir = eventSocketDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("ev.sock").path
-        let bus = EventBus(epoch: "run-9", ringCapacity: 16)
-        let server = try SocketServer(path: path, bus: bus, hello: eventTestHello, options: eventServerOptions())
-        defer { server.stop() }
+        let fixture = try EventServerFixture(epoch: "run-9", ringCapacity: 16)
+        defer { fixture.stop() }
+        let (path, bus) = (fixture.path, fixture.bus)
 
         // Session lines the stream does not produce here: written to a file for the script.
         let dropping = bus.subscribe(queueCapacity: 1)
@@ -371,7 +378,7 @@ struct EventSchemaTests {
         bus.publish(.actionUpdate(eventAction("x")))
         guard case .line(let dropped) = dropping.next(timeout: 0) else { Issue.record("no dropped line"); return }
         dropping.cancel()
-        let extra = dir.appendingPathComponent("extra.ndjson")
+        let extra = fixture.directory.appendingPathComponent("extra.ndjson")
         try (dropped + bus.errorLine("subscribe line is not a JSON object")).write(to: extra, atomically: true, encoding: .utf8)
 
         let published = DispatchSemaphore(value: 0)
