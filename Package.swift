@@ -78,9 +78,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "KernelTests", dependencies: ["CKernels"]),
+        .testTarget(name: "KernelTests", dependencies: ["CKernels", "Ops"]),
         .testTarget(name: "OpsTests", dependencies: ["Ops"]),
-        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "Ops"]),
         // A scripted fake V4L2 device behind the V4L2Driver seam, for Video and Daemon tests.
         .target(name: "V4L2Testing", dependencies: ["Video", "CV4L2"], path: "Tests/Support/V4L2Testing"),
         // Loopback sockets and server subprocesses for the network-stream tests.

@@ -1,6 +1,7 @@
 import CKernels
 import Foundation
 import Testing
+import Ops
 
 /// One way a table runs the bf16 GEMM: its native kernel (AVX-512 BF16) when the CPU runs it,
 /// or the portable path (bf16 widened to fp32, the table's sgemm kernel). A table with a

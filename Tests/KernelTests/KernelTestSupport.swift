@@ -1,5 +1,6 @@
 import CKernels
 import Foundation
+import Ops
 import Testing
 
 // Shared by the kernel tests: the variants to test, reproducible inputs, matrices whose
@@ -20,19 +21,6 @@ let activations: [(m2k_activation, String)] = [
     (M2K_ACT_NONE, "none"), (M2K_ACT_QUICKGELU, "quickgelu"), (M2K_ACT_GELU, "gelu"),
 ]
 
-/// SplitMix64: fixed seeds give the same inputs on every run, so a failure report names the
-/// same element each time.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 func randomFloats(_ count: Int, in range: ClosedRange<Float>, seed: UInt64) -> [Float] {
     var generator = SplitMix64(seed: seed)

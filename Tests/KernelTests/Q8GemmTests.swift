@@ -1,6 +1,7 @@
 import CKernels
 import Foundation
 import Testing
+import Ops
 
 /// One int8 micro-kernel of one table: m2k_q8_pack takes the first kernel of the table's list
 /// that the CPU runs, so each kernel is tested through a copy of its table whose list holds

@@ -1,5 +1,6 @@
 import Testing
 @testable import SafeTensors
+import Ops
 
 /// The oracle for binary16 is the standard library's `Float16` (IEEE 754 conversions, ties to
 /// even); for bfloat16 it is `nearestBFloat16`, a search over the two neighbours in Double.

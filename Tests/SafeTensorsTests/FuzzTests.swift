@@ -1,5 +1,6 @@
 import Testing
 @testable import SafeTensors
+import Ops
 
 @Suite struct FuzzTests {
     /// Flips random bytes of a valid file's length prefix and header. Every variant must be

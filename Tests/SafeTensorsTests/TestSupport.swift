@@ -1,4 +1,5 @@
 import Foundation
+import Ops
 import Testing
 @testable import SafeTensors
 
@@ -85,18 +86,6 @@ func expectRejection(
     }
 }
 
-/// SplitMix64: a small deterministic generator, so that fuzz and random tests repeat exactly.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Float equality that treats two NaNs as equal and tells +0 from -0.
 func sameFloat(_ a: Float, _ b: Float) -> Bool {

@@ -1,5 +1,6 @@
 import Testing
 import CKernels
+import Ops
 
 /// The run-time chosen resampling passes (AVX2 where available) against the portable
 /// reference build, on random images, including widths too small for the two-tap loads.

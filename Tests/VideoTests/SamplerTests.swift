@@ -1,5 +1,6 @@
 import Testing
 @testable import Video
+import Ops
 
 /// Clip sampling index arithmetic (spec §6: segment-based for SSv2, dense for K400, 3
 /// temporal views at test time).

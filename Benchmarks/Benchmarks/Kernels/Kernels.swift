@@ -23,11 +23,12 @@ let benchmarks: @Sendable () -> Void = {
     let context = try! ComputeContext()
     let peak = MachinePeak.measure(context: context)
     for c in cases {
-        var rng = SplitMix(seed: 1)
-        let weight = (0..<(c.n * c.k)).map { _ in rng.nextFloat() }
+        var rng = SplitMix64(seed: 1)
+        func uniform() -> Float { Float(rng.next() >> 40) / Float(1 << 24) - 0.5 } // [-0.5, 0.5)
+        let weight = (0..<(c.n * c.k)).map { _ in uniform() }
         let linear = Linear(weight: weight, bias: [Float](repeating: 0.1, count: c.n),
                             inFeatures: c.k, outFeatures: c.n, context: context)
-        let x = Tensor(shape: [c.m, c.k], values: (0..<(c.m * c.k)).map { _ in rng.nextFloat() })
+        let x = Tensor(shape: [c.m, c.k], values: (0..<(c.m * c.k)).map { _ in uniform() })
         let y = Tensor(shape: [c.m, c.n])
         Benchmark("fp32 gemm " + c.shape, configuration: .init(metrics: [.wallClock, gflops, percentOfPeak], warmupIterations: 2,
                                                maxDuration: .seconds(3), maxIterations: 200)) { benchmark in
@@ -64,19 +65,5 @@ let benchmarks: @Sendable () -> Void = {
             benchmark.measurement(percentOfPeak, Int(100 * ops / seconds / 1e9 / peak.int8GopsAllThreads))
             blackHole(y.data[0])
         }
-    }
-}
-
-/// A tiny deterministic generator for benchmark inputs.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func nextFloat() -> Float {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return Float(z >> 40) / Float(1 << 24) - 0.5
     }
 }

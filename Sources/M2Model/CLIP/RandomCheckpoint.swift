@@ -1,4 +1,5 @@
 import Foundation
+import Ops
 import SafeTensors
 
 /// Writes an untrained CLIP checkpoint with random weights in Hugging Face layout
