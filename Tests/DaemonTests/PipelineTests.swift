@@ -281,18 +281,12 @@ final class ScriptedSource: CameraSource, @unchecked Sendable {
 
     /// A tiny untrained model (as Tests/PipelineTests/VideoClassifierTests.swift makes it).
     static let engine: Result<InferenceEngine, Error> = Result {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clip-daemon-\(getpid())")
-        try RandomCheckpoint.write(configuration: RandomCheckpoint.Preset.tiny.configuration, to: dir.path, seed: 3)
-        let labels = dir.appendingPathComponent("labels.txt")
-        try "juggling\nsurfing\nplaying cello\n".write(to: labels, atomically: true, encoding: .utf8)
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("m2clip-daemon-\(getpid()).m2c").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
         let context = try ComputeContext(threads: 2)
-        let file = dir.appendingPathComponent("tiny.m2c").path
-        try Conversion.convert(.huggingFace(directory: dir.path),
-                               options: .init(labels: try LabelSet.load(path: labels.path), frames: 4),
-                               output: file, context: context)
-        let model = try ModelFile.load(path: file, context: context)
-        try? FileManager.default.removeItem(at: dir)
-        return InferenceEngine(model: model, context: context)
+        try RandomCheckpoint.writeModelFile(preset: .tiny, seed: 3, labels: ["juggling", "surfing", "playing cello"],
+                                            frames: 4, to: file, context: context)
+        return InferenceEngine(model: try ModelFile.load(path: file, context: context), context: context)
     }
 
     static func camera(labels: [String]? = ["juggling", "surfing"], head: DaemonConfiguration.Head? = nil,

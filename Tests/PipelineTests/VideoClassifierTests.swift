@@ -14,18 +14,12 @@ import Video
 
     /// One model for the suite, written to a temporary directory.
     static let model: Result<M2CLIPModel, Error> = Result {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clip-pipeline-\(getpid())")
-        try RandomCheckpoint.write(configuration: RandomCheckpoint.Preset.tiny.configuration, to: dir.path, seed: 3)
-        let labels = dir.appendingPathComponent("labels.txt")
-        try "juggling\nsurfing\nplaying cello\n".write(to: labels, atomically: true, encoding: .utf8)
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("m2clip-pipeline-\(getpid()).m2c").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
         let context = try ComputeContext(threads: 2)
-        let file = dir.appendingPathComponent("tiny.m2c").path
-        try Conversion.convert(.huggingFace(directory: dir.path),
-                               options: .init(labels: try LabelSet.load(path: labels.path), frames: 4),
-                               output: file, context: context)
-        let model = try ModelFile.load(path: file, context: context)
-        try? FileManager.default.removeItem(at: dir)
-        return model
+        try RandomCheckpoint.writeModelFile(preset: .tiny, seed: 3, labels: ["juggling", "surfing", "playing cello"],
+                                            frames: 4, to: file, context: context)
+        return try ModelFile.load(path: file, context: context)
     }
 
     func classifier(views: Int = 1, crops: Int = 1, head: VideoClassifier.Head? = nil) throws -> VideoClassifier {

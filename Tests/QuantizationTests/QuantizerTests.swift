@@ -11,13 +11,10 @@ import SafeTensors
     /// A tiny fp32 model file made from a random CLIP, in a temporary directory.
     static let fp32: Result<String, Error> = Result {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clip-quant-\(getpid())")
-        try RandomCheckpoint.write(configuration: RandomCheckpoint.Preset.tiny.configuration, to: dir.path, seed: 5)
-        let labels = dir.appendingPathComponent("labels.txt")
-        try "juggling\nsurfing\nplaying cello\nsinging\n".write(to: labels, atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let path = dir.appendingPathComponent("fp32.m2c").path
-        try Conversion.convert(.huggingFace(directory: dir.path),
-                               options: .init(labels: try LabelSet.load(path: labels.path), frames: 4),
-                               output: path, context: try ComputeContext(threads: 2))
+        try RandomCheckpoint.writeModelFile(preset: .tiny, seed: 5, labels: ["juggling", "surfing", "playing cello", "singing"],
+                                            frames: 4, to: path, context: try ComputeContext(threads: 2))
         return path
     }
 

@@ -105,4 +105,16 @@ public enum RandomCheckpoint {
             throw CheckpointError(file: directory, "cannot write: \(error.localizedDescription)")
         }
     }
+
+    /// An untrained M²-CLIP model file at `file`: a random CLIP checkpoint of `preset`
+    /// converted with `labels` and T = `frames`; the intermediate checkpoint is removed. Its
+    /// answers are meaningless, its cost and plumbing real (tests, benchmarks, demos).
+    public static func writeModelFile(preset: Preset, seed: UInt64, labels: [String], frames: Int = 8,
+                                      to file: String, context: ComputeContext) throws {
+        let directory = file + ".clip-\(seed)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try write(configuration: preset.configuration, to: directory, seed: seed)
+        try Conversion.convert(.huggingFace(directory: directory), options: .init(labels: labels, frames: frames),
+                               output: file, context: context)
+    }
 }
