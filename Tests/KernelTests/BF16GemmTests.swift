@@ -61,14 +61,6 @@ struct BF16GemmTests {
         (7, 40, 3072), (200, 45, 33), (25, 300, 70), (197, 64, 769),
     ]
 
-    /// (bias, activation, accumulate, label). accumulate requires act = none.
-    static let epilogues: [(Bool, m2k_activation, Bool, String)] = [
-        (false, M2K_ACT_NONE, false, "plain"),
-        (true, M2K_ACT_NONE, false, "bias"),
-        (true, M2K_ACT_QUICKGELU, false, "bias+quickgelu"),
-        (false, M2K_ACT_GELU, false, "gelu"),
-        (true, M2K_ACT_NONE, true, "accumulate+bias"),
-    ]
 
     /// bf16 bits of `v`: the top half of its bit pattern, rounded on the bottom half to
     /// nearest, ties to even; NaN stays NaN.
@@ -128,7 +120,7 @@ struct BF16GemmTests {
         let paths = availableBF16Paths()
 
         try withPool(threads: 2) { pool in
-            for (withBias, act, accumulate, epilogue) in Self.epilogues {
+            for (withBias, act, accumulate, epilogue) in gemmEpilogues {
                 var want = c0
                 withOptionalPointer(withBias ? bias : nil) { biasPointer in
                     m2k_ref_bf16_gemm(m, n, kdim, x.storage, x.ld, w, &want.storage, want.ld,
@@ -154,21 +146,12 @@ struct BF16GemmTests {
         }
     }
 
-    /// Box–Muller on SplitMix64.
-    static func normals(_ count: Int, seed: UInt64) -> [Float] {
-        var generator = SplitMix64(seed: seed)
-        return (0..<count).map { _ in
-            let u = Double.random(in: 1e-12..<1, using: &generator)
-            let v = Double.random(in: 0..<1, using: &generator)
-            return Float((-2 * log(u)).squareRoot() * cos(2 * Double.pi * v))
-        }
-    }
 
     @Test("bf16 is close to the fp32 GEMM on normal data (cosine ≥ 0.999)")
     func closeToFloat() {
         let (m, n, kdim) = (16, 48, 768)
-        let x = Self.normals(m * kdim, seed: 81)
-        let w = Self.normals(n * kdim, seed: 82).map { 0.05 * $0 }
+        let x = normals(m * kdim, seed: 81)
+        let w = normals(n * kdim, seed: 82).map { 0.05 * $0 }
         var y32 = [Float](repeating: 0, count: m * n)
         m2k_ref_gemm(m, n, kdim, x, kdim, w, kdim, M2K_B_NK, &y32, n, nil, M2K_ACT_NONE, 0)
         for path in availableBF16Paths() {

@@ -21,14 +21,6 @@ struct GemmAttentionTests {
         (9, 20, 777), (200, 40, 33), (25, 300, 70), (197, 33, 520),
     ]
 
-    /// (bias, activation, accumulate, label). accumulate requires act = none.
-    static let epilogues: [(Bool, m2k_activation, Bool, String)] = [
-        (false, M2K_ACT_NONE, false, "plain"),
-        (true, M2K_ACT_NONE, false, "bias"),
-        (true, M2K_ACT_QUICKGELU, false, "bias+quickgelu"),
-        (false, M2K_ACT_GELU, false, "gelu"),
-        (true, M2K_ACT_NONE, true, "accumulate+bias"),
-    ]
 
     /// B packed for `k`'s panel width into 64-byte aligned memory, as the micro-kernels'
     /// aligned loads need. Release with m2k_free.
@@ -88,7 +80,7 @@ struct GemmAttentionTests {
         try withPool(threads: 2) { pool in
             let layouts = [(bNK, M2K_B_NK, "B (N,K)"), (bKN, M2K_B_KN, "B (K,N)")]
             for (b, layout, layoutName) in layouts {
-                for (withBias, act, accumulate, epilogue) in Self.epilogues {
+                for (withBias, act, accumulate, epilogue) in gemmEpilogues {
                     var want = c0
                     withOptionalPointer(withBias ? bias : nil) { biasPointer in
                         m2k_ref_gemm(m, n, kdim, a.storage, a.ld, b.storage, b.ld, layout,

@@ -96,7 +96,7 @@ struct HalfWeightFormat: Sendable {
                     packBits(k.pointee.nr, n, kdim, bits, b.ld, layout, p16bits)
                     let samePanels = memcmp(p16, p16bits, m2k_packed_b_floats(k.pointee.nr, n, kdim) * 2) == 0
                     #expect(samePanels, "pack_b_\(name) and pack_b_\(name)_bits [\(k.name)] \(layoutName) differ")
-                    for (withBias, act, accumulate, epilogue) in GemmAttentionTests.epilogues {
+                    for (withBias, act, accumulate, epilogue) in gemmEpilogues {
                         for (p, poolName) in [(pool, "2 threads"), (nil, "no pool")] {
                             var want = c0, got = c0
                             withOptionalPointer(withBias ? bias : nil) { biasPointer in

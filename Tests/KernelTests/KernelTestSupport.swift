@@ -29,6 +29,23 @@ func randomFloats(_ count: Int, in range: ClosedRange<Float>, seed: UInt64) -> [
 
 /// A row-major (rows, cols) matrix with row stride `ld` ≥ cols. The floats between rows and a
 /// guard after the last row hold a sentinel, so a kernel that writes past a row is caught.
+/// GEMM epilogues every variant is checked with: (bias, activation, accumulate, label).
+/// accumulate requires act = none.
+let gemmEpilogues: [(Bool, m2k_activation, Bool, String)] = [
+    (false, M2K_ACT_NONE, false, "plain"),
+    (true, M2K_ACT_NONE, false, "bias"),
+    (true, M2K_ACT_QUICKGELU, false, "bias+quickgelu"),
+    (false, M2K_ACT_GELU, false, "gelu"),
+    (true, M2K_ACT_GELU, false, "bias+gelu"),
+    (true, M2K_ACT_NONE, true, "accumulate+bias"),
+]
+
+/// `count` standard normal samples, reproducible from `seed`.
+func normals(_ count: Int, seed: UInt64) -> [Float] {
+    var generator = SplitMix64(seed: seed)
+    return (0..<count).map { _ in generator.nextNormal() }
+}
+
 struct StridedMatrix {
     static let sentinel: Float = -7777.25
     static let guardFloats = 64
