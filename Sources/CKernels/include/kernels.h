@@ -217,6 +217,57 @@ void m2k_temporal_dwconv3(m2k_pool *pool, const float *x, float *y, long clips, 
 void m2k_spatial_dwconv3x3(m2k_pool *pool, const float *x, float *y, long frames, long height,
                            long width, long channels, const float *w, const float *bias);
 
+/* ---- backward (training) ---------------------------------------------------------------
+ * Gradients of the forward kernels above, for the trainer. Conventions: `d*` is the gradient
+ * of the loss w.r.t. the tensor of that name; weight and bias gradients always accumulate
+ * (+=), so one buffer sums the contributions of a whole step; input gradients are written, or
+ * added when `accumulate` is set. Each has a scalar reference below (m2k_ref_*_backward). */
+
+/* Input gradient of a Linear layer through its frozen, already packed fp32 weights:
+ * dx(m × kdim, lddx) = [dx +] dy(m × n, lddy) · W, where W (n × kdim) is the forward's weight
+ * (out = n, in = kdim) packed by m2k_pack_b(k->nr, n, kdim, W, kdim, M2K_B_NK, bp). No second
+ * copy of W is kept: panels are re-laid out a slice at a time into a per-thread scratch. */
+void m2k_sgemm_dx(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
+                  const float *dy, long lddy, const float *bp, float *dx, long lddx,
+                  int accumulate);
+
+/* Weight and bias gradients of a Linear layer y = x · Wᵀ + b:
+ * dw(n × kdim, row-major, as PyTorch's (out, in)) += dyᵀ · x, dy (m × n, lddy), x (m × kdim,
+ * ldx); db(n) += Σ_rows dy (db may be NULL). */
+void m2k_sgemm_dw(const m2k_kernels *k, m2k_pool *pool, long m, long n, long kdim,
+                  const float *dy, long lddy, const float *x, long ldx, float *dw, float *db);
+
+/* LayerNorm backward from the forward's input x (mean and variance recomputed per row):
+ * dx(rows × cols, lddx) = [dx +] ∂L/∂x; dgamma, dbeta (cols) += (either may be NULL: frozen). */
+void m2k_layernorm_backward_rows(const m2k_kernels *k, m2k_pool *pool, const float *x, long ldx,
+                                 const float *dy, long lddy, const float *gamma, float *dx,
+                                 long lddx, float *dgamma, float *dbeta, long rows, long cols,
+                                 float eps, int accumulate);
+
+/* dx[i] = dy[i] · act'(x[i]) for the activation applied to pre-activation x (dx may be dy). */
+void m2k_activation_backward(const m2k_kernels *k, m2k_pool *pool, m2k_activation act,
+                             const float *x, const float *dy, float *dx, size_t n);
+
+/* Backward of m2k_attention_queries: from the forward's qkv (seqs, tokens, 3·heads·head_dim)
+ * and dout (seqs, queries, heads·head_dim, row stride ld_dout), writes dqkv (seqs, tokens,
+ * 3·heads·head_dim, row stride ld_dqkv): dQ for the first `queries` rows (0 for the others),
+ * dK and dV for all rows. Scores are recomputed per (sequence, head) task, never stored. */
+void m2k_attention_backward(const m2k_kernels *k, m2k_pool *pool, long seqs, long tokens,
+                            long queries, int heads, int head_dim, const float *qkv,
+                            long ld_qkv, const float *dout, long ld_dout, float *dqkv,
+                            long ld_dqkv, int causal);
+
+/* Backward of m2k_temporal_dwconv3 from its input x: dx written (may be NULL), dw (3, C) and
+ * dbias (C) accumulated (either may be NULL). */
+void m2k_temporal_dwconv3_backward(m2k_pool *pool, const float *x, const float *dy, float *dx,
+                                   long clips, long frames, long tokens, long channels,
+                                   const float *w, float *dw, float *dbias);
+
+/* Backward of m2k_spatial_dwconv3x3, the same conventions; w, dw are (9, C). */
+void m2k_spatial_dwconv3x3_backward(m2k_pool *pool, const float *x, const float *dy, float *dx,
+                                    long frames, long height, long width, long channels,
+                                    const float *w, float *dw, float *dbias);
+
 /* Measured peak of one core (the calling thread): fp32 FMA GFLOP/s with the widest vectors
  * this CPU runs, and AVX-512 VNNI vpdpbusd GOPS (2 ops per u8×s8 product); 0 where not
  * measured (no such instructions, or not x86). ~iterations × 24 instructions are timed. */

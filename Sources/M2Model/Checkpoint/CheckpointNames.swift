@@ -130,12 +130,34 @@ enum M2CLIPNames {
     static let postAdapterFC2 = "visual.t_adapter.fc2"
     static let videoClassifier = "visual.adapter_fc"
 
-    static func textAdapterFC1(layer: Int) -> String { "\(OpenAICLIPNames.textBlock(layer)).adapter_pre_mlp.textad_fc1" }
-    static func textAdapterFC2(layer: Int) -> String { "\(OpenAICLIPNames.textBlock(layer)).adapter_pre_mlp.textad_fc2" }
+    /// Text adapter in text block `layer` (block `text layers` is the CMLM block) at `position`.
+    struct TextAdapter {
+        let prefix: String
+        var fc1: String { prefix + ".textad_fc1" }
+        var fc2: String { prefix + ".textad_fc2" }
+    }
+
+    static func textAdapter(layer: Int, position: AdapterPosition) -> TextAdapter {
+        TextAdapter(prefix: "\(OpenAICLIPNames.textBlock(layer)).\(position.moduleName)")
+    }
 
     /// Training-only parts of the release that inference skips: the CMLM head and the CMLM
     /// cross-attention block (the text block after the last CLIP one).
     static let mlmPrefix = "mlm_adapter."
+
+    /// The CMLM block of a text tower with `textLayers` CLIP blocks: text block `textLayers`.
+    static func cmlmBlock(textLayers: Int) -> BlockNames {
+        OpenAICLIPNames.block(OpenAICLIPNames.textBlock(textLayers))
+    }
+
+    /// The BERT-style MLM head (spec §8): dense → GELU → LayerNorm(1e-12) → decoder + bias.
+    enum MLMHead {
+        static let dense = "mlm_adapter.transform.dense"
+        static let layerNorm = "mlm_adapter.transform.LayerNorm"
+        static let decoderWeight = "mlm_adapter.decoder.weight"
+        static let decoderBias = "mlm_adapter.bias"
+        static let layerNormEps: Float = 1e-12
+    }
 
     /// True for the adapters' and heads' tensors (what training changes).
     static func isTrainable(_ name: String) -> Bool {

@@ -245,9 +245,9 @@ public enum Conversion {
         }
         let postWidth = file.info(M2CLIPNames.postAdapterFC1 + ".weight")?.shape.first
         var textLayers: [Int] = [], textWidth = 0
-        for layer in 0..<clip.text.encoder.layers where file.contains(M2CLIPNames.textAdapterFC1(layer: layer) + ".weight") {
+        for layer in 0..<clip.text.encoder.layers where file.contains(M2CLIPNames.textAdapter(layer: layer, position: .preMLP).fc1 + ".weight") {
             textLayers.append(layer)
-            textWidth = file.info(M2CLIPNames.textAdapterFC1(layer: layer) + ".weight")!.shape[0]
+            textWidth = file.info(M2CLIPNames.textAdapter(layer: layer, position: .preMLP).fc1 + ".weight")!.shape[0]
         }
         let classes = file.info(M2CLIPNames.videoClassifier + ".weight")?.shape.first ?? 0
         if classes > 0 && classes != options.labels.count {
@@ -311,8 +311,8 @@ public enum Conversion {
         }
         let dt = c.clip.text.encoder.hiddenSize
         for layer in c.textAdapter.layers {
-            linear(M2CLIPNames.textAdapterFC1(layer: layer), in: dt, out: c.textAdapter.width)
-            linear(M2CLIPNames.textAdapterFC2(layer: layer), in: c.textAdapter.width, out: dt, zeroWeight: true)
+            linear(M2CLIPNames.textAdapter(layer: layer, position: .preMLP).fc1, in: dt, out: c.textAdapter.width)
+            linear(M2CLIPNames.textAdapter(layer: layer, position: .preMLP).fc2, in: c.textAdapter.width, out: dt, zeroWeight: true)
         }
         if c.classes > 0 {
             linear(M2CLIPNames.videoClassifier, in: d, out: c.classes, defaultBias: true)

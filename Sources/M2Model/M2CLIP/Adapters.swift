@@ -142,9 +142,10 @@ final class TextAdapter: ResidualAdapter, @unchecked Sendable {
     let fc1: Linear
     let fc2: Linear
 
-    init(layer: Int, width: Int, hidden d: Int, reader: WeightReader, context: ComputeContext) throws {
-        fc1 = try reader.linear(M2CLIPNames.textAdapterFC1(layer: layer), in: d, out: width, context: context)
-        fc2 = try reader.linear(M2CLIPNames.textAdapterFC2(layer: layer), in: width, out: d, context: context)
+    init(names: M2CLIPNames.TextAdapter, width: Int, hidden d: Int, reader: WeightReader,
+         context: ComputeContext) throws {
+        fc1 = try reader.linear(names.fc1, in: d, out: width, context: context)
+        fc2 = try reader.linear(names.fc2, in: width, out: d, context: context)
     }
 
     func apply(_ x: Tensor, layout: SequenceLayout, firstTokenOnly: Bool, context: ComputeContext,

@@ -20,6 +20,11 @@ public struct M2CLIPConfiguration: Codable, Sendable, Equatable {
     public var vcHeadTrained: Bool
     /// How the weights were quantized; nil for fp32 files.
     public var quantization: QuantizationInfo?
+    /// The CMLM block and MLM head that training uses (spec §4); nil when the file has none.
+    /// Inference never reads them.
+    public var cmlm: CMLMConfiguration?
+    /// Weights of the training losses; nil: the paper's total (spec §4).
+    public var lossWeights: LossWeights?
 
     public init(clip: CLIPConfiguration, ted: TEDConfiguration, postAdapter: PostAdapterConfiguration,
                 textAdapter: TextAdapterConfiguration, classes: Int, frames: Int = 8,
@@ -55,6 +60,17 @@ public struct M2CLIPConfiguration: Codable, Sendable, Equatable {
         try check(textAdapter.layers.allSatisfy { (0..<textLayers).contains($0) }, "textAdapter.layers",
                   "\(textAdapter.layers) has a layer outside 0..<\(textLayers)")
         try check(textAdapter.layers.isEmpty || textAdapter.width > 0, "textAdapter.width", "must be positive")
+        try check(Set(textAdapter.positions).count == textAdapter.positions.count, "textAdapter.positions",
+                  "repeats a position")
+        if let cmlm {
+            try check(clip.projectionDim == clip.text.encoder.hiddenSize, "cmlm",
+                      "the CMLM block attends from text width \(clip.text.encoder.hiddenSize) to video embeddings of \(clip.projectionDim)")
+            try check(!cmlm.words.isEmpty, "cmlm.words", "the MLM vocabulary is empty")
+            try check(cmlm.adapterPositions.isEmpty || textAdapter.width > 0, "textAdapter.width",
+                      "must be positive for the CMLM block's adapters")
+            try check(Set(cmlm.adapterPositions).count == cmlm.adapterPositions.count, "cmlm.adapterPositions",
+                      "repeats a position")
+        }
         try check(classes >= 0, "classes", "must not be negative")
         try check(frames >= 1, "frames", "must be at least 1")
         try check(promptTemplate.contains("{}"), "promptTemplate", "must contain {} for the label")
@@ -120,15 +136,63 @@ public struct PostAdapterConfiguration: Codable, Sendable, Equatable {
     }
 }
 
-/// Text adapters before the FFN of some text blocks (spec §3).
+/// Text adapters in some text blocks (spec §3), before the FFN and/or before attention.
 public struct TextAdapterConfiguration: Codable, Sendable, Equatable {
     public var layers: [Int]
     public var width: Int
+    /// Before which sub-blocks of each of `layers` an adapter sits. Files written before this
+    /// field existed had pre-FFN adapters only.
+    public var positions: [TEDConfiguration.Position]
 
-    public init(layers: [Int], width: Int) {
+    public init(layers: [Int], width: Int, positions: [TEDConfiguration.Position] = [.preMLP]) {
         self.layers = layers
         self.width = width
+        self.positions = positions
     }
+
+    enum CodingKeys: String, CodingKey { case layers, width, positions }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        layers = try c.decode([Int].self, forKey: .layers)
+        width = try c.decode(Int.self, forKey: .width)
+        positions = try c.decodeIfPresent([TEDConfiguration.Position].self, forKey: .positions) ?? [.preMLP]
+    }
+}
+
+/// The CMLM decoder of spec §4 (training only): a frozen copy of the last text block used as
+/// cross-attention from the prompt tokens to the T frame embeddings, its text adapters, and a
+/// BERT-style MLM head over a word vocabulary.
+public struct CMLMConfiguration: Codable, Sendable, Equatable {
+    /// Text adapters inside the CMLM block (the release: preMLP for K400, both for SSv2);
+    /// their width is `textAdapter.width`.
+    public var adapterPositions: [TEDConfiguration.Position]
+    /// The MLM vocabulary: decoder row k predicts `words[k]`.
+    public var words: [String]
+
+    public init(adapterPositions: [TEDConfiguration.Position], words: [String]) {
+        self.adapterPositions = adapterPositions
+        self.words = words
+    }
+}
+
+/// Weights of the four training losses (spec §4): total =
+/// (contrastive · (KL_v2t + KL_t2v)/2 + cmc · CE_cmc)/2 + vc · CE_vc + mlm · CE_mlm.
+/// The defaults are the paper's total.
+public struct LossWeights: Codable, Sendable, Equatable {
+    public var contrastive: Float
+    public var cmc: Float
+    public var vc: Float
+    public var mlm: Float
+
+    public init(contrastive: Float = 1, cmc: Float = 1, vc: Float = 1, mlm: Float = 0.1) {
+        self.contrastive = contrastive
+        self.cmc = cmc
+        self.vc = vc
+        self.mlm = mlm
+    }
+
+    public static let paper = LossWeights()
 }
 
 extension M2CLIPConfiguration {

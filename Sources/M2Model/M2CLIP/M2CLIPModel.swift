@@ -63,9 +63,13 @@ public final class M2CLIPModel: @unchecked Sendable {
             : nil
         var textAdapters: [Int: BlockAdapters] = [:]
         for layer in c.textAdapter.layers {
-            textAdapters[layer] = BlockAdapters(
-                preMLP: try TextAdapter(layer: layer, width: c.textAdapter.width,
-                                        hidden: c.clip.text.encoder.hiddenSize, reader: reader, context: context))
+            func make(_ position: TEDConfiguration.Position) throws -> TextAdapter? {
+                guard c.textAdapter.positions.contains(position) else { return nil }
+                return try TextAdapter(names: M2CLIPNames.textAdapter(layer: layer, position: position),
+                                       width: c.textAdapter.width, hidden: c.clip.text.encoder.hiddenSize,
+                                       reader: reader, context: context)
+            }
+            textAdapters[layer] = BlockAdapters(preAttention: try make(.preAttention), preMLP: try make(.preMLP))
         }
         text = try TextTower(configuration: c.clip.text, projectionDim: c.clip.projectionDim,
                              names: OpenAICLIPNames.text, reader: reader, adapters: textAdapters,
