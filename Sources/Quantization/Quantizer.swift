@@ -12,6 +12,11 @@ import SafeTensors
 /// stay fp32. Image-tower blocks listed in `fp32Layers` stay fp32 entirely (their adapters
 /// too), for blocks whose activations have outlier channels. The fp16 and bf16 targets store
 /// the same weights as int8 does, in 16 bits instead, and keep them so in memory.
+///
+/// The training-only parts (the CMLM block, its text adapters and the MLM head, spec §4) are
+/// dropped unless `keepTrainingParts`: inference never reads them, and the quantized file is
+/// for the camera host. The output's configuration then has no `cmlm`, so nothing claims the
+/// tensors that are gone.
 public struct Quantizer: Sendable {
     public enum Operation: String, CaseIterable, Codable, Sendable {
         case qkv, outProj = "out_proj", mlp, adapters, text
@@ -34,46 +39,55 @@ public struct Quantizer: Sendable {
     public var target: Target
     public var operations: [Operation]
     public var fp32Layers: [Int]
+    /// Copy the CMLM block and MLM head as they are (fp32) instead of dropping them.
+    public var keepTrainingParts: Bool
 
-    public init(target: Target = .int8, operations: [Operation] = Operation.allCases, fp32Layers: [Int] = []) {
+    public init(target: Target = .int8, operations: [Operation] = Operation.allCases, fp32Layers: [Int] = [],
+                keepTrainingParts: Bool = false) {
         self.target = target
         self.operations = operations
         self.fp32Layers = fp32Layers
+        self.keepTrainingParts = keepTrainingParts
+    }
+
+    /// True for the tensors `quantize` drops: the MLM head and the text blocks after the CLIP
+    /// ones (the CMLM block and its adapters), also in files whose configuration predates
+    /// `cmlm`.
+    public static func isTrainingOnly(_ name: String, _ c: M2CLIPConfiguration) -> Bool {
+        CMLMTensors.isTrainingOnly(name, textLayers: c.clip.text.encoder.layers)
     }
 
     /// Weight names (release names) this policy stores in the target precision.
     public func quantizedWeights(_ c: M2CLIPConfiguration) -> Set<String> {
         var names = Set<String>()
-        func block(_ prefix: String) -> [String] {
+        func block(_ names: BlockNames, _ kinds: [Operation]) -> [String] {
             var out: [String] = []
-            if operations.contains(.qkv) { out.append("\(prefix).attn.in_proj_weight") }
-            if operations.contains(.outProj) { out.append("\(prefix).attn.out_proj.weight") }
-            if operations.contains(.mlp) { out += ["\(prefix).mlp.c_fc.weight", "\(prefix).mlp.c_proj.weight"] }
+            if kinds.contains(.qkv), case .fused(let weight, _) = names.attention { out.append(weight) }
+            if kinds.contains(.outProj) { out.append(names.outProjection.weight) }
+            if kinds.contains(.mlp) { out += [names.fc1.weight, names.fc2.weight] }
             return out
         }
         for layer in 0..<c.clip.vision.encoder.layers where !fp32Layers.contains(layer) {
-            names.formUnion(block("visual.transformer.resblocks.\(layer)"))
+            names.formUnion(block(OpenAICLIPNames.block(OpenAICLIPNames.visualBlock(layer)), operations))
             if operations.contains(.adapters) {
                 for position in c.ted.positions {
-                    let prefix = "visual.transformer.resblocks.\(layer).\(position == .preAttention ? "adapter_pre_attn" : "adapter_pre_mlp")"
-                    for fc in ["fc1", "fc2", "offset_adapter.fc1", "offset_adapter.fc2"] {
-                        names.insert("\(prefix).\(fc).weight")
-                    }
+                    let ted = M2CLIPNames.ted(layer: layer, position: position)
+                    names.formUnion([ted.teFC1, ted.teFC2, ted.tdFC1, ted.tdFC2].map(\.weight))
                 }
             }
         }
         if operations.contains(.adapters) {
-            names.formUnion(["visual.t_adapter.fc1.weight", "visual.t_adapter.fc2.weight"])
+            names.formUnion([M2CLIPNames.postAdapterFC1.weight, M2CLIPNames.postAdapterFC2.weight])
             for layer in c.textAdapter.layers {
-                let prefix = "transformer.resblocks.\(layer).adapter_pre_mlp"
-                names.formUnion(["\(prefix).textad_fc1.weight", "\(prefix).textad_fc2.weight"])
+                for position in c.textAdapter.positions {
+                    let adapter = M2CLIPNames.textAdapter(layer: layer, position: position)
+                    names.formUnion([adapter.fc1.weight, adapter.fc2.weight])
+                }
             }
         }
         if operations.contains(.text) {
             for layer in 0..<c.clip.text.encoder.layers {
-                let prefix = "transformer.resblocks.\(layer)"
-                names.formUnion(["\(prefix).attn.in_proj_weight", "\(prefix).attn.out_proj.weight",
-                                 "\(prefix).mlp.c_fc.weight", "\(prefix).mlp.c_proj.weight"])
+                names.formUnion(block(OpenAICLIPNames.block(OpenAICLIPNames.textBlock(layer)), [.qkv, .outProj, .mlp]))
             }
         }
         return names
@@ -102,6 +116,7 @@ public struct Quantizer: Sendable {
         let targets = quantizedWeights(configuration)
         var writer = SafeTensorsWriter()
         for name in file.names {
+            if !keepTrainingParts && Self.isTrainingOnly(name, configuration) { continue }
             let info = file.info(name)!
             if targets.contains(name) {
                 guard info.shape.count == 2, info.dtype.isConvertibleToFloat else {
@@ -135,6 +150,7 @@ public struct Quantizer: Sendable {
         }
         configuration.quantization = QuantizationInfo(scheme: target.rawValue, operations: operations.map(\.rawValue),
                                                       fp32Layers: fp32Layers)
+        if !keepTrainingParts { configuration.cmlm = nil }
         var metadata = file.metadata
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

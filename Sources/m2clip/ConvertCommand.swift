@@ -10,7 +10,9 @@ struct ConvertCommand: ParsableCommand {
         Sources: a Hugging Face CLIP directory (--hf DIR), OpenAI-named CLIP weights (--openai FILE), \
         or a safetensors state dict of the authors' M²-CLIP release (--authors FILE). CLIP sources get \
         freshly initialised adapters, so the model starts equal to plain CLIP averaged over frames; \
-        its VC head is untrained and classification defaults to zero-shot.
+        its VC head is untrained and classification defaults to zero-shot. Every model file also keeps \
+        what training needs: the CMLM block (a copy of the last text block), its text adapters and the \
+        MLM head over a word vocabulary (--mlm-words), taken from the authors' weights or created.
         """)
 
     @Option(name: .customLong("hf"), help: "A Hugging Face CLIP checkpoint directory.")
@@ -42,6 +44,9 @@ struct ConvertCommand: ParsableCommand {
 
     @Option(help: "Prompt template for the label text embeddings; {} is the label.")
     var template = "A video of {}"
+
+    @Option(help: "The MLM head's word vocabulary: one word a line, or the release's \"word index\" lines (default: the distinct words of the label prompts, sorted). For --authors it must have as many words as the file's MLM decoder has rows.")
+    var mlmWords: String?
 
     @Option(help: "Directory with vocab.json and merges.txt, when the checkpoint has none (default: the bundled CLIP vocabulary).")
     var tokenizer: String?
@@ -95,9 +100,14 @@ struct ConvertCommand: ParsableCommand {
             labels: try LabelSet.load(path: labels), preset: preset.flatMap(M2CLIPConfiguration.Preset.init),
             tedLayers: try parsedLayers(), tedPositions: try parsedPositions(), frames: frames,
             promptTemplate: template, tokenizerDirectory: tokenizer,
-            clip: try clipConfig.map { try CLIPConfiguration.load(path: $0) })
+            clip: try clipConfig.map { try CLIPConfiguration.load(path: $0) },
+            mlmWords: try mlmWords.map { try MLMVocabulary.load(path: $0) })
         let model = try Conversion.convert(source, options: options, output: out, context: context)
         print("wrote \(out): \(ModelSummary(model).oneLine)")
+        if let cmlm = model.configuration.cmlm {
+            let adapters = cmlm.adapterPositions.isEmpty ? "no adapters" : "adapters \(cmlm.adapterPositions.map(\.rawValue).joined(separator: "+"))"
+            print("training parts: CMLM block (text block \(model.configuration.clip.text.encoder.layers), \(adapters)), MLM head over \(cmlm.words.count) words")
+        }
     }
 }
 

@@ -15,7 +15,9 @@ struct QuantizeCommand: ParsableCommand {
         VC and zero-shot top-1 agreement. --to fp16 stores the same weights in fp16: half the file and \
         half their memory; the GEMMs widen them to fp32 a cache block at a time (fp32 accumulate). \
         --to bf16 does the same with bf16 (rounded to nearest even): fp32's exponent range, so no \
-        overflow or underflow, but 8 significant bits against fp16's 11, so a larger error.
+        overflow or underflow, but 8 significant bits against fp16's 11, so a larger error. \
+        The training-only CMLM block and MLM head are dropped (inference never reads them) unless \
+        --keep-training-parts; train from the fp32 file.
         """)
 
     @Argument(help: "An fp32 model file (.m2c).")
@@ -35,6 +37,9 @@ struct QuantizeCommand: ParsableCommand {
 
     @Option(help: "Image-tower blocks to keep in fp32, comma-separated (outlier channels).")
     var fp32Layers: String?
+
+    @Flag(help: "Keep the training-only CMLM block and MLM head (fp32) instead of dropping them.")
+    var keepTrainingParts = false
 
     @Flag(help: "Print the report as JSON.")
     var json = false
@@ -62,7 +67,8 @@ struct QuantizeCommand: ParsableCommand {
 
     func run() throws {
         let context = try engine.makeContext()
-        let sizes = try Quantizer(target: Quantizer.Target(rawValue: to)!, fp32Layers: try layers())
+        let sizes = try Quantizer(target: Quantizer.Target(rawValue: to)!, fp32Layers: try layers(),
+                                  keepTrainingParts: keepTrainingParts)
             .quantize(input: input, output: out)
         let reference = try ModelFile.load(path: input, context: context)
         let quantized = try ModelFile.load(path: out, context: context)
@@ -75,6 +81,9 @@ struct QuantizeCommand: ParsableCommand {
             return
         }
         print("wrote \(out): \(sizes.output / 1_048_576) MB (fp32 \(sizes.input / 1_048_576) MB, \(String(format: "%.2f", Double(sizes.output) / Double(max(sizes.input, 1))))×)")
+        if let cmlm = reference.configuration.cmlm, !keepTrainingParts {
+            print("dropped the training-only CMLM block and MLM head (\(cmlm.words.count) words)")
+        }
         print("compared on \(inputs.count) \(calibrate.isEmpty ? "generated clips" : "videos") of \(reference.configuration.frames) frames")
         print("block output cosine: " + report.layerCosine.enumerated().map { String(format: "%d:%.5f", $0.offset, $0.element) }.joined(separator: " "))
         print(String(format: "video embedding cosine: min %.5f, mean %.5f", report.videoEmbeddingCosineMin, report.videoEmbeddingCosineMean))

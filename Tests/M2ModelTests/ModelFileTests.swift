@@ -19,8 +19,34 @@ import Ops
 
     func labels() -> [String] { ["a", "b", "c", "d", "e"] }
 
-    @Test func placementIsReadOffTheReleaseNames() throws {
+    /// The fixture's release weights without the CMLM block and MLM head: its 24-wide video
+    /// embeddings cannot feed its 32-wide CMLM block (no real CLIP has such widths), so the
+    /// import refuses the file as it is.
+    static func fixtureWithoutCMLM(in dir: TemporaryDirectory) throws -> SafeTensorsFile {
+        let file = try SafeTensorsFile(path: fixturePath("\(fixture)/weights.safetensors"))
+        var writer = SafeTensorsWriter()
+        for name in file.names where !CMLMTensors.isTrainingOnly(name, textLayers: clip.text.encoder.layers) {
+            let info = file.info(name)!
+            try writer.add(name: name, dtype: info.dtype, shape: info.shape, bytes: try file.bytes(name))
+        }
+        let path = dir.url.appendingPathComponent("weights.safetensors").path
+        try writer.write(to: path)
+        return try SafeTensorsFile(path: path)
+    }
+
+    @Test func cmlmPartsNeedEqualWidths() throws {
         let file = try SafeTensorsFile(path: fixturePath("\(Self.fixture)/weights.safetensors"))
+        do {
+            _ = try Conversion.inferM2CLIP(file, options: .init(labels: labels(), clip: Self.clip))
+            Issue.record("a CMLM block of width 32 over video embeddings of 24 was accepted")
+        } catch {
+            #expect("\(error)".contains("width 32") && "\(error)".contains("width 24"), "\(error)")
+        }
+    }
+
+    @Test func placementIsReadOffTheReleaseNames() throws {
+        let dir = try TemporaryDirectory()
+        let file = try Self.fixtureWithoutCMLM(in: dir)
         let c = try Conversion.inferM2CLIP(file, options: .init(labels: labels(), clip: Self.clip))
         #expect(c.ted.positions == [.preAttention, .preMLP])
         #expect(c.ted.layers == [0, 1])
@@ -29,6 +55,7 @@ import Ops
         #expect(c.postAdapter == PostAdapterConfiguration(enabled: true, width: 12))
         #expect(c.textAdapter == TextAdapterConfiguration(layers: [1], width: 16))
         #expect(c.classes == 5 && c.vcHeadTrained)
+        #expect(c.cmlm == nil) // none could be created at these widths
 
         #expect(throws: CheckpointError.self) {
             _ = try Conversion.inferM2CLIP(file, options: .init(labels: labels(), preset: .k400, clip: Self.clip))
@@ -40,7 +67,8 @@ import Ops
 
     @Test func roundTripThroughAFileKeepsTheReferenceOutputs() throws {
         let context = try ComputeContext(threads: 2)
-        let source = try SafeTensorsFile(path: fixturePath("\(Self.fixture)/weights.safetensors"))
+        let dir = try TemporaryDirectory()
+        let source = try Self.fixtureWithoutCMLM(in: dir)
         var configuration = try Conversion.inferM2CLIP(source, options: .init(labels: labels(), clip: Self.clip))
         configuration.frames = 3
         let weights = try Conversion.copy(source, keeping: { _ in true })
@@ -51,7 +79,6 @@ import Ops
         let textEmbeddings = try reference.floats("case.preattn_premlp.label_text_embeds")
         model.setLabels(labels(), embeddings: (0..<5).map { Array(textEmbeddings[($0 * 24)..<($0 * 24 + 24)]) })
 
-        let dir = try TemporaryDirectory()
         let path = dir.url.appendingPathComponent("tiny.m2c").path
         try ModelFile.write(path: path, model: model, weights: weights)
         let loaded = try ModelFile.load(path: path, context: context)

@@ -10,11 +10,11 @@ public struct TextInputError: Error, CustomStringConvertible, Sendable {
 public final class TextTower: @unchecked Sendable {
     public let configuration: CLIPTextConfiguration
     public let projectionDim: Int
-    let tokenEmbedding: EmbeddingTable // (vocab, d)
-    let positionEmbedding: [Float] // (positions, d)
-    let encoder: TransformerEncoder
-    let finalLayerNorm: LayerNorm
-    let projection: Linear         // (proj ← d), no bias
+    package let tokenEmbedding: EmbeddingTable // (vocab, d)
+    package let positionEmbedding: [Float] // (positions, d)
+    package let encoder: TransformerEncoder
+    package let finalLayerNorm: LayerNorm
+    package let projection: Linear         // (proj ← d), no bias
 
     init(configuration c: CLIPTextConfiguration, projectionDim: Int, names n: TextTowerNames,
          reader: WeightReader, adapters: [Int: BlockAdapters] = [:], context: ComputeContext) throws {
@@ -32,7 +32,7 @@ public final class TextTower: @unchecked Sendable {
 
     /// The position pooled into the text embedding, as transformers picks it: the first EOT
     /// (or, for legacy configs whose eos_token_id is 2, the first highest id).
-    func pooledIndex(_ ids: [Int32]) -> Int {
+    package func pooledIndex(_ ids: [Int32]) -> Int {
         if configuration.eosTokenID == 2 {
             let top = ids.max() ?? 0
             return ids.firstIndex(of: top) ?? 0

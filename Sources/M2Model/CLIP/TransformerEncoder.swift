@@ -2,15 +2,15 @@ import Foundation
 import Ops
 
 /// One pre-LN block: x += attn(ln_1(x)); x += mlp(ln_2(x)).
-final class EncoderLayer: @unchecked Sendable {
-    let layerNorm1: LayerNorm
-    let qkv: Linear        // (3d ← d): Q | K | V
-    let outProjection: Linear
-    let layerNorm2: LayerNorm
-    let fc1: Linear
-    let fc2: Linear
+package final class EncoderLayer: @unchecked Sendable {
+    package let layerNorm1: LayerNorm
+    package let qkv: Linear        // (3d ← d): Q | K | V
+    package let outProjection: Linear
+    package let layerNorm2: LayerNorm
+    package let fc1: Linear
+    package let fc2: Linear
 
-    init(names: BlockNames, shape: EncoderShape, reader: WeightReader, context: ComputeContext) throws {
+    package init(names: BlockNames, shape: EncoderShape, reader: WeightReader, context: ComputeContext) throws {
         let d = shape.hiddenSize, inner = shape.intermediateSize
         layerNorm1 = try reader.layerNorm(names.layerNorm1, width: d, epsilon: shape.layerNormEps)
         layerNorm2 = try reader.layerNorm(names.layerNorm2, width: d, epsilon: shape.layerNormEps)
@@ -67,7 +67,7 @@ public struct SequenceLayout: Sendable, Equatable {
 }
 
 /// A module that rewrites the residual stream between sub-blocks: x ← A(x) (spec §2–3).
-protocol ResidualAdapter: AnyObject, Sendable {
+package protocol ResidualAdapter: AnyObject, Sendable {
     /// - Parameter firstTokenOnly: only token 0 of each sequence will be read afterwards;
     ///   the other rows may be left unchanged.
     func apply(_ x: Tensor, layout: SequenceLayout, firstTokenOnly: Bool, context: ComputeContext,
@@ -75,19 +75,19 @@ protocol ResidualAdapter: AnyObject, Sendable {
 }
 
 /// The adapters of one block, by position.
-struct BlockAdapters: Sendable {
-    var preAttention: ResidualAdapter?
-    var preMLP: ResidualAdapter?
+package struct BlockAdapters: Sendable {
+    package var preAttention: ResidualAdapter?
+    package var preMLP: ResidualAdapter?
 
     static let none = BlockAdapters()
 }
 
 /// The stack of blocks shared by the image and text towers.
-final class TransformerEncoder: @unchecked Sendable {
-    let shape: EncoderShape
-    let layers: [EncoderLayer]
-    let adapters: [BlockAdapters]
-    let activation: Activation
+package final class TransformerEncoder: @unchecked Sendable {
+    package let shape: EncoderShape
+    package let layers: [EncoderLayer]
+    package let adapters: [BlockAdapters]
+    package let activation: Activation
     /// The last pass's buffers, reused when the next pass has as many rows (steady-state
     /// inference then allocates none); a pass that finds them in use allocates its own.
     private var cachedWorkspace: EncoderWorkspace?

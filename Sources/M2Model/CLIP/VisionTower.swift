@@ -6,13 +6,13 @@ import Ops
 public final class VisionTower: @unchecked Sendable {
     public let configuration: CLIPVisionConfiguration
     public let projectionDim: Int
-    let patchEmbedding: Linear     // (d ← C·p·p), no bias
-    let classEmbedding: [Float]    // (d)
-    let positionEmbedding: Tensor  // (1+M, d)
-    let preLayerNorm: LayerNorm
-    let encoder: TransformerEncoder
-    let postLayerNorm: LayerNorm
-    let projection: Linear         // (proj ← d), no bias
+    package let patchEmbedding: Linear     // (d ← C·p·p), no bias
+    package let classEmbedding: [Float]    // (d)
+    package let positionEmbedding: Tensor  // (1+M, d)
+    package let preLayerNorm: LayerNorm
+    package let encoder: TransformerEncoder
+    package let postLayerNorm: LayerNorm
+    package let projection: Linear         // (proj ← d), no bias
 
     init(configuration c: CLIPVisionConfiguration, projectionDim: Int, names n: VisionTowerNames,
          reader: WeightReader, adapters: [Int: BlockAdapters] = [:], context: ComputeContext) throws {
@@ -41,11 +41,10 @@ public final class VisionTower: @unchecked Sendable {
                context: context, times: times)
     }
 
-    /// Embedding, ln_pre and the encoder over `clips` × `framesPerClip` frames; with
-    /// `firstTokenOnly` only the CLS rows of the result are valid (see `TransformerEncoder`).
-    func encode(pixels: UnsafePointer<Float>, clips: Int, framesPerClip: Int, firstTokenOnly: Bool,
-                context: ComputeContext, times: StageTimes?, trace: LayerTrace? = nil) -> Tensor {
-        let frames = clips * framesPerClip
+    /// Patch embedding (a GEMM over im2col patches), CLS, positions and ln_pre: the encoder's
+    /// input. - Parameter pixels: (frames, C, S, S). - Returns: (frames, 1+M, d).
+    package func embed(pixels: UnsafePointer<Float>, frames: Int, context: ComputeContext,
+                       times: StageTimes? = nil) -> Tensor {
         let c = configuration
         let d = c.encoder.hiddenSize, p = c.patchSize, side = c.imageSize / p
         let m = c.patches, tokens = c.tokens, patchLength = c.channels * p * p
@@ -76,7 +75,15 @@ public final class VisionTower: @unchecked Sendable {
             }
             preLayerNorm(x.data, rows: frames * tokens, into: x.data, context: context)
         }
-        encoder(x, layout: SequenceLayout(clips: clips, frames: framesPerClip, tokens: tokens),
+        return x
+    }
+
+    /// Embedding, ln_pre and the encoder over `clips` × `framesPerClip` frames; with
+    /// `firstTokenOnly` only the CLS rows of the result are valid (see `TransformerEncoder`).
+    func encode(pixels: UnsafePointer<Float>, clips: Int, framesPerClip: Int, firstTokenOnly: Bool,
+                context: ComputeContext, times: StageTimes?, trace: LayerTrace? = nil) -> Tensor {
+        let x = embed(pixels: pixels, frames: clips * framesPerClip, context: context, times: times)
+        encoder(x, layout: SequenceLayout(clips: clips, frames: framesPerClip, tokens: configuration.tokens),
                 causal: false, firstTokenOnly: firstTokenOnly, context: context, times: times, trace: trace)
         return x
     }

@@ -28,7 +28,7 @@ struct TextTowerNames: Sendable {
 }
 
 /// How a projection matrix is stored: (out, in) as Hugging Face, or (in, out) as OpenAI.
-enum ProjectionLayout: Sendable { case outIn, inOut }
+package enum ProjectionLayout: Sendable { case outIn, inOut }
 
 /// Hugging Face `CLIPModel` (spec §8). Linear weights are (out, in).
 enum HFCLIPNames {
@@ -73,18 +73,18 @@ enum HFCLIPNames {
 
 /// OpenAI CLIP names (spec §8), which the authors' M²-CLIP release and m2clip's model files
 /// build on. Projections are (in, out); attention has one fused in-projection.
-enum OpenAICLIPNames {
-    static let logitScale = "logit_scale"
-    static let visualPrefix = "visual."
+package enum OpenAICLIPNames {
+    package static let logitScale = "logit_scale"
+    package static let visualPrefix = "visual."
 
-    static func block(_ p: String) -> BlockNames {
+    package static func block(_ p: String) -> BlockNames {
         BlockNames(attention: .fused(weight: "\(p).attn.in_proj_weight", bias: "\(p).attn.in_proj_bias"),
                    outProjection: "\(p).attn.out_proj", layerNorm1: "\(p).ln_1",
                    layerNorm2: "\(p).ln_2", fc1: "\(p).mlp.c_fc", fc2: "\(p).mlp.c_proj")
     }
 
-    static func visualBlock(_ i: Int) -> String { "visual.transformer.resblocks.\(i)" }
-    static func textBlock(_ i: Int) -> String { "transformer.resblocks.\(i)" }
+    package static func visualBlock(_ i: Int) -> String { "visual.transformer.resblocks.\(i)" }
+    package static func textBlock(_ i: Int) -> String { "transformer.resblocks.\(i)" }
 
     static let vision = VisionTowerNames(
         prefix: visualPrefix, patchEmbedding: "visual.conv1.weight",
@@ -101,72 +101,72 @@ enum OpenAICLIPNames {
 
 extension TEDConfiguration.Position {
     /// The release's module name for the position.
-    var moduleName: String { self == .preAttention ? "adapter_pre_attn" : "adapter_pre_mlp" }
+    package var moduleName: String { self == .preAttention ? "adapter_pre_attn" : "adapter_pre_mlp" }
 }
 
 /// The authors' M²-CLIP release on top of the OpenAI names (spec §8), which is also the
 /// naming inside m2clip's `.m2c` model files.
-enum M2CLIPNames {
-    typealias AdapterPosition = TEDConfiguration.Position
+package enum M2CLIPNames {
+    package typealias AdapterPosition = TEDConfiguration.Position
 
     /// TED-Adapter in visual block `layer` at `position`: TE is fc1 → conv → fc2, TD is
     /// offset_adapter.{fc1, conv, fc2}.
-    struct TEDAdapter {
-        let prefix: String
-        var teFC1: String { prefix + ".fc1" }
-        var teConv: String { prefix + ".conv" }
-        var teFC2: String { prefix + ".fc2" }
-        var tdFC1: String { prefix + ".offset_adapter.fc1" }
-        var tdConv: String { prefix + ".offset_adapter.conv" }
-        var tdFC2: String { prefix + ".offset_adapter.fc2" }
+    package struct TEDAdapter {
+        package let prefix: String
+        package var teFC1: String { prefix + ".fc1" }
+        package var teConv: String { prefix + ".conv" }
+        package var teFC2: String { prefix + ".fc2" }
+        package var tdFC1: String { prefix + ".offset_adapter.fc1" }
+        package var tdConv: String { prefix + ".offset_adapter.conv" }
+        package var tdFC2: String { prefix + ".offset_adapter.fc2" }
     }
 
-    static func ted(layer: Int, position: AdapterPosition) -> TEDAdapter {
+    package static func ted(layer: Int, position: AdapterPosition) -> TEDAdapter {
         TEDAdapter(prefix: "\(OpenAICLIPNames.visualBlock(layer)).\(position.moduleName)")
     }
 
-    static let postAdapterFC1 = "visual.t_adapter.fc1"
-    static let postAdapterConv = "visual.t_adapter.conv"
-    static let postAdapterFC2 = "visual.t_adapter.fc2"
-    static let videoClassifier = "visual.adapter_fc"
+    package static let postAdapterFC1 = "visual.t_adapter.fc1"
+    package static let postAdapterConv = "visual.t_adapter.conv"
+    package static let postAdapterFC2 = "visual.t_adapter.fc2"
+    package static let videoClassifier = "visual.adapter_fc"
 
     /// Text adapter in text block `layer` (block `text layers` is the CMLM block) at `position`.
-    struct TextAdapter {
-        let prefix: String
-        var fc1: String { prefix + ".textad_fc1" }
-        var fc2: String { prefix + ".textad_fc2" }
+    package struct TextAdapter {
+        package let prefix: String
+        package var fc1: String { prefix + ".textad_fc1" }
+        package var fc2: String { prefix + ".textad_fc2" }
     }
 
-    static func textAdapter(layer: Int, position: AdapterPosition) -> TextAdapter {
+    package static func textAdapter(layer: Int, position: AdapterPosition) -> TextAdapter {
         TextAdapter(prefix: "\(OpenAICLIPNames.textBlock(layer)).\(position.moduleName)")
     }
 
     /// Training-only parts of the release that inference skips: the CMLM head and the CMLM
     /// cross-attention block (the text block after the last CLIP one).
-    static let mlmPrefix = "mlm_adapter."
+    package static let mlmPrefix = "mlm_adapter."
 
     /// The CMLM block of a text tower with `textLayers` CLIP blocks: text block `textLayers`.
-    static func cmlmBlock(textLayers: Int) -> BlockNames {
+    package static func cmlmBlock(textLayers: Int) -> BlockNames {
         OpenAICLIPNames.block(OpenAICLIPNames.textBlock(textLayers))
     }
 
     /// The BERT-style MLM head (spec §8): dense → GELU → LayerNorm(1e-12) → decoder + bias.
-    enum MLMHead {
-        static let dense = "mlm_adapter.transform.dense"
-        static let layerNorm = "mlm_adapter.transform.LayerNorm"
-        static let decoderWeight = "mlm_adapter.decoder.weight"
-        static let decoderBias = "mlm_adapter.bias"
-        static let layerNormEps: Float = 1e-12
+    package enum MLMHead {
+        package static let dense = "mlm_adapter.transform.dense"
+        package static let layerNorm = "mlm_adapter.transform.LayerNorm"
+        package static let decoderWeight = "mlm_adapter.decoder.weight"
+        package static let decoderBias = "mlm_adapter.bias"
+        package static let layerNormEps: Float = 1e-12
     }
 
     /// True for the adapters' and heads' tensors (what training changes).
-    static func isTrainable(_ name: String) -> Bool {
+    package static func isTrainable(_ name: String) -> Bool {
         name.contains(".adapter_pre_") || name.hasPrefix("visual.t_adapter.")
             || name.hasPrefix(videoClassifier + ".") || name.hasPrefix(mlmPrefix)
     }
 
     /// True for tensors of text block `index ≥ first` (the release's CMLM block 12).
-    static func isTextBlock(_ name: String, atOrAfter first: Int) -> Bool {
+    package static func isTextBlock(_ name: String, atOrAfter first: Int) -> Bool {
         let prefix = "transformer.resblocks."
         guard name.hasPrefix(prefix) else { return false }
         let rest = name.dropFirst(prefix.count)
@@ -175,38 +175,38 @@ enum M2CLIPNames {
     }
 
     /// The per-channel scales of an int8 weight.
-    static func scale(of weight: String) -> String { weight + "_scale" }
+    package static func scale(of weight: String) -> String { weight + "_scale" }
 
     /// m2clip's own tensors in a model file.
-    static let labelTextEmbeddings = "m2clip.label_text_embeds"
+    package static let labelTextEmbeddings = "m2clip.label_text_embeds"
 
     /// `__metadata__` keys of a model file.
-    enum Metadata {
-        static let format = "m2clip.format"
-        static let configuration = "m2clip.config"
-        static let labels = "m2clip.labels"
-        static let tokenizerVocabulary = "m2clip.tokenizer.vocab_json"
-        static let tokenizerMerges = "m2clip.tokenizer.merges_txt"
+    package enum Metadata {
+        package static let format = "m2clip.format"
+        package static let configuration = "m2clip.config"
+        package static let labels = "m2clip.labels"
+        package static let tokenizerVocabulary = "m2clip.tokenizer.vocab_json"
+        package static let tokenizerMerges = "m2clip.tokenizer.merges_txt"
     }
 }
 
 /// The names of one pre-LN transformer block. Prefixes take ".weight" / ".bias".
-struct BlockNames {
-    enum Attention {
+package struct BlockNames {
+    package enum Attention {
         /// Separate q/k/v projections (Hugging Face).
         case separate(q: String, k: String, v: String)
         /// One fused (3d, d) in-projection (OpenAI `in_proj_weight` / `in_proj_bias`).
         case fused(weight: String, bias: String)
     }
 
-    let attention: Attention
-    let outProjection: String
-    let layerNorm1: String
-    let layerNorm2: String
-    let fc1: String
-    let fc2: String
+    package let attention: Attention
+    package let outProjection: String
+    package let layerNorm1: String
+    package let layerNorm2: String
+    package let fc1: String
+    package let fc2: String
 
-    static func huggingFace(_ p: String) -> BlockNames {
+    package static func huggingFace(_ p: String) -> BlockNames {
         BlockNames(
             attention: .separate(q: "\(p).self_attn.q_proj", k: "\(p).self_attn.k_proj",
                                  v: "\(p).self_attn.v_proj"),
@@ -217,6 +217,6 @@ struct BlockNames {
 }
 
 extension String {
-    var weight: String { self + ".weight" }
-    var bias: String { self + ".bias" }
+    package var weight: String { self + ".weight" }
+    package var bias: String { self + ".bias" }
 }

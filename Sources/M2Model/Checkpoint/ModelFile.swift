@@ -6,13 +6,17 @@ import SafeTensors
 /// release names (spec §8), the cached label text embeddings as the tensor
 /// `m2clip.label_text_embeds`, and in `__metadata__` the configuration (JSON), the labels
 /// (JSON array) and the tokenizer's vocab.json and merges.txt — everything the daemon needs.
+/// fp32 files also keep what training needs: the CMLM block (text block `text layers`), its
+/// adapters and the MLM head (`mlm_adapter.*`), described by the configuration's `cmlm`.
 public enum ModelFile {
     public static let formatVersion = "1"
     typealias Keys = M2CLIPNames.Metadata
 
     /// Loads a model file.
-    public static func load(path: String, context: ComputeContext) throws -> M2CLIPModel {
+    /// - Parameter fp32: widen F16/BF16 weights to fp32 (what training needs).
+    public static func load(path: String, context: ComputeContext, fp32: Bool = false) throws -> M2CLIPModel {
         let reader = try WeightReader(path: path)
+        reader.widensSixteenBit = fp32
         guard let file = reader.source as? SafeTensorsFile else { fatalError("WeightReader(path:) reads a file") }
         let meta = file.metadata
         func field(_ key: String) throws -> String {
@@ -41,6 +45,10 @@ public enum ModelFile {
                                               source: path)
         let embeddings = try reader.floats(M2CLIPNames.labelTextEmbeddings,
                                            shape: [labels.count, configuration.clip.projectionDim])
+        // Inference skips the training-only CMLM parts; a file whose configuration claims
+        // them must still hold them (a truncated or mismatched file is named here).
+        try configuration.validate(source: path)
+        try CMLMTensors.check(reader.source, configuration: configuration)
         return try M2CLIPModel(configuration: configuration, reader: reader, tokenizerFiles: tokenizer,
                                labels: labels, labelEmbeddings: embeddings, context: context)
     }

@@ -3,12 +3,15 @@ import SafeTensors
 
 /// Strict access to a checkpoint's tensors: a missing or mis-shaped tensor is an error
 /// naming it, and `finish` reports any tensor that nothing consumed.
-final class WeightReader {
+package final class WeightReader {
     let source: TensorSource
-    var path: String { source.origin }
-    private(set) var consumed: Set<String> = []
+    package var path: String { source.origin }
+    package private(set) var consumed: Set<String> = []
+    /// When set, F16 and BF16 weights are widened to fp32 Linears (training runs its
+    /// backward GEMMs on fp32 panels) instead of staying 16-bit in memory.
+    package var widensSixteenBit = false
 
-    init(path: String) throws {
+    package init(path: String) throws {
         do {
             source = try SafeTensorsFile(path: path)
         } catch let error as SafeTensorsError {
@@ -20,7 +23,7 @@ final class WeightReader {
 
     /// The tensor `name` as fp32 values, checked against `shape`. A scalar may be stored
     /// with shape [] or [1].
-    func floats(_ name: String, shape: [Int]) throws -> [Float] {
+    package func floats(_ name: String, shape: [Int]) throws -> [Float] {
         guard let stored = source.shape(of: name) else {
             throw CheckpointError(file: path, tensor: name, "missing")
         }
@@ -38,11 +41,11 @@ final class WeightReader {
         }
     }
 
-    func contains(_ name: String) -> Bool { source.shape(of: name) != nil }
+    package func contains(_ name: String) -> Bool { source.shape(of: name) != nil }
 
     /// A lookup table (rows × width) kept in the precision it is stored in: fp16 and bf16
     /// tables (quantized model files) stay half the size in memory.
-    func embeddingTable(_ name: String, rows: Int, width: Int) throws -> EmbeddingTable {
+    package func embeddingTable(_ name: String, rows: Int, width: Int) throws -> EmbeddingTable {
         if let dtype = sixteenBitDType(name) {
             guard let stored = source.shape(of: name), stored == [rows, width] else {
                 throw CheckpointError(file: path, tensor: name, "has shape \(source.shape(of: name) ?? []), expected \([rows, width])")
@@ -56,13 +59,13 @@ final class WeightReader {
     }
 
     /// A LayerNorm from `prefix.weight` and `prefix.bias`.
-    func layerNorm(_ prefix: String, width: Int, epsilon: Float) throws -> LayerNorm {
+    package func layerNorm(_ prefix: String, width: Int, epsilon: Float) throws -> LayerNorm {
         LayerNorm(weight: try floats(prefix + ".weight", shape: [width]),
                   bias: try floats(prefix + ".bias", shape: [width]), epsilon: epsilon)
     }
 
     /// A Linear from `prefix.weight` (out, in) and `prefix.bias`.
-    func linear(_ prefix: String, in inFeatures: Int, out outFeatures: Int, bias: Bool = true,
+    package func linear(_ prefix: String, in inFeatures: Int, out outFeatures: Int, bias: Bool = true,
                 context: ComputeContext) throws -> Linear {
         try linear(weight: prefix + ".weight", bias: bias ? prefix + ".bias" : nil, in: inFeatures,
                    out: outFeatures, context: context)
@@ -72,7 +75,7 @@ final class WeightReader {
     /// (bf16) in memory: Linear's fp16 (bf16) precision. An I8 weight is int8, symmetric per output channel,
     /// with its scales in `weight + "_scale"` (what `m2clip quantize` writes); its values and
     /// scales are checked here, so corrupted data is refused at load.
-    func linear(weight: String, bias: String?, in inFeatures: Int, out outFeatures: Int,
+    package func linear(weight: String, bias: String?, in inFeatures: Int, out outFeatures: Int,
                 context: ComputeContext) throws -> Linear {
         let biasValues = try bias.map { try floats($0, shape: [outFeatures]) }
         if sixteenBitDType(weight) != nil {
@@ -105,7 +108,7 @@ final class WeightReader {
 
     /// A bias-free projection stored whole under `name`, (out, in) or (in, out); fp16 (bf16)
     /// in memory when F16 (BF16) in the file.
-    func projection(_ name: String, layout: ProjectionLayout, in inFeatures: Int, out outFeatures: Int,
+    package func projection(_ name: String, layout: ProjectionLayout, in inFeatures: Int, out outFeatures: Int,
                     context: ComputeContext) throws -> Linear {
         if sixteenBitDType(name) != nil {
             let isOutIn = layout == .outIn
@@ -139,6 +142,7 @@ final class WeightReader {
 
     /// .f16 or .bf16 when `name` is stored in one of them: weights Linear keeps as they are.
     private func sixteenBitDType(_ name: String) -> DType? {
+        if widensSixteenBit { return nil }
         let dtype = source.dtype(of: name)
         return dtype == .f16 || dtype == .bf16 ? dtype : nil
     }
@@ -169,7 +173,7 @@ final class WeightReader {
     }
 
     /// Fails on the first tensor nobody consumed, unless `ignore` says it may be left.
-    func finish(ignoring ignore: (String) -> Bool) throws {
+    package func finish(ignoring ignore: (String) -> Bool) throws {
         for name in source.tensorNames where !consumed.contains(name) && !ignore(name) {
             throw CheckpointError(file: path, tensor: name, "unexpected (not part of this model)")
         }
@@ -177,18 +181,18 @@ final class WeightReader {
 }
 
 /// Rows of an embedding table, fp32, fp16 or bf16 in memory.
-struct EmbeddingTable: Sendable {
+package struct EmbeddingTable: Sendable {
     enum Storage: Sendable {
         case float([Float])
         case half([UInt16])
         case bfloat16([UInt16])
     }
 
-    let width: Int
+    package let width: Int
     let storage: Storage
 
     /// Adds row `index` to `out` (width values).
-    func add(row index: Int, to out: UnsafeMutablePointer<Float>) {
+    package func add(row index: Int, to out: UnsafeMutablePointer<Float>) {
         let start = index * width
         switch storage {
         case .float(let values):

@@ -3,11 +3,11 @@ import Ops
 
 /// A depthwise convolution's weights, transposed to (taps, channels) for the channel-last
 /// kernels.
-struct DepthwiseWeights: @unchecked Sendable {
-    let taps: Int
-    let channels: Int
-    let weight: Tensor // (taps, channels)
-    let bias: Tensor   // (channels)
+package struct DepthwiseWeights: @unchecked Sendable {
+    package let taps: Int
+    package let channels: Int
+    package let weight: Tensor // (taps, channels)
+    package let bias: Tensor   // (channels)
 
     /// - Parameter weight: PyTorch layout (channels, 1, …taps).
     init(weight: [Float], bias: [Float], channels: Int, taps: Int) {
@@ -23,10 +23,10 @@ struct DepthwiseWeights: @unchecked Sendable {
 }
 
 /// fc1 → depthwise conv → fc2, one branch of an adapter.
-struct AdapterBranch: @unchecked Sendable {
-    let fc1: Linear
-    let conv: DepthwiseWeights
-    let fc2: Linear
+package struct AdapterBranch: @unchecked Sendable {
+    package let fc1: Linear
+    package let conv: DepthwiseWeights
+    package let fc2: Linear
 
     init(fc1: String, conv: String, fc2: String, outer: Int, width: Int, convShape: [Int],
          reader: WeightReader, context: ComputeContext) throws {
@@ -41,11 +41,11 @@ struct AdapterBranch: @unchecked Sendable {
 
 /// TED-Adapter (spec §2, paper Eq. for A(Z) = Z + Z_E + Z_D), on the residual stream
 /// Z: (clips, T, 1+M, d).
-final class TEDAdapter: ResidualAdapter, @unchecked Sendable {
-    let temporalEnhancement: AdapterBranch? // TE: fc1 → Conv1d over T → fc2, all tokens
-    let temporalDifference: AdapterBranch?  // TD: Δz → fc1 → 3×3 conv on the grid → fc2, patches
-    let grid: Int                           // √M
-    let width: Int
+package final class TEDAdapter: ResidualAdapter, @unchecked Sendable {
+    package let temporalEnhancement: AdapterBranch? // TE: fc1 → Conv1d over T → fc2, all tokens
+    package let temporalDifference: AdapterBranch?  // TD: Δz → fc1 → 3×3 conv on the grid → fc2, patches
+    package let grid: Int                           // √M
+    package let width: Int
 
     init(names: M2CLIPNames.TEDAdapter, configuration: TEDConfiguration, hidden d: Int, grid: Int,
          reader: WeightReader, context: ComputeContext) throws {
@@ -62,7 +62,7 @@ final class TEDAdapter: ResidualAdapter, @unchecked Sendable {
             : nil
     }
 
-    func apply(_ x: Tensor, layout: SequenceLayout, firstTokenOnly: Bool, context: ComputeContext,
+    package func apply(_ x: Tensor, layout: SequenceLayout, firstTokenOnly: Bool, context: ComputeContext,
                times: StageTimes?) {
         times.measure("ted_adapter") {
             let d = x.shape.last!, r = width, t = layout.frames, tokens = layout.tokens
@@ -117,8 +117,8 @@ final class TEDAdapter: ResidualAdapter, @unchecked Sendable {
 
 /// The post-projection temporal adapter: e ← e + fc2(DWConv1d_T(fc1(e))) on per-frame
 /// embeddings (clips, T, P).
-final class PostAdapter: @unchecked Sendable {
-    let branch: AdapterBranch
+package final class PostAdapter: @unchecked Sendable {
+    package let branch: AdapterBranch
 
     init(configuration: PostAdapterConfiguration, projectionDim p: Int, reader: WeightReader,
          context: ComputeContext) throws {
@@ -138,17 +138,17 @@ final class PostAdapter: @unchecked Sendable {
 }
 
 /// Text adapter (spec §3): z ← z + fc2(GELU(fc1(z))), exact GELU.
-final class TextAdapter: ResidualAdapter, @unchecked Sendable {
-    let fc1: Linear
-    let fc2: Linear
+package final class TextAdapter: ResidualAdapter, @unchecked Sendable {
+    package let fc1: Linear
+    package let fc2: Linear
 
-    init(names: M2CLIPNames.TextAdapter, width: Int, hidden d: Int, reader: WeightReader,
+    package init(names: M2CLIPNames.TextAdapter, width: Int, hidden d: Int, reader: WeightReader,
          context: ComputeContext) throws {
         fc1 = try reader.linear(names.fc1, in: d, out: width, context: context)
         fc2 = try reader.linear(names.fc2, in: width, out: d, context: context)
     }
 
-    func apply(_ x: Tensor, layout: SequenceLayout, firstTokenOnly: Bool, context: ComputeContext,
+    package func apply(_ x: Tensor, layout: SequenceLayout, firstTokenOnly: Bool, context: ComputeContext,
                times: StageTimes?) {
         let rows = layout.rows
         let h = Tensor(shape: [rows, fc1.outFeatures])

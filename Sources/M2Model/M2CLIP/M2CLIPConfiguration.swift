@@ -196,18 +196,32 @@ public struct LossWeights: Codable, Sendable, Equatable {
 }
 
 extension M2CLIPConfiguration {
-    /// The public release's adapter placements (spec §2): K400 puts the TED-Adapter before
-    /// the FFN of every block, SSv2 before both sub-blocks.
+    /// The public release's adapter placements (spec §2, §3): K400 puts the TED-Adapter before
+    /// the FFN of every block and text adapters before the FFN of the last text block and the
+    /// CMLM block; SSv2 puts both kinds before both sub-blocks of every block (the CMLM
+    /// block's included).
     public enum Preset: String, CaseIterable, Sendable {
         case k400, ssv2
 
+        /// TED-Adapter positions.
         public var positions: [TEDConfiguration.Position] {
             self == .k400 ? [.preMLP] : [.preAttention, .preMLP]
+        }
+
+        /// Text adapter positions, in the CLIP text blocks and in the CMLM block.
+        public var textAdapterPositions: [TEDConfiguration.Position] {
+            self == .k400 ? [.preMLP] : [.preAttention, .preMLP]
+        }
+
+        /// The CLIP text blocks with text adapters, of `layers`: the last (K400) or all (SSv2).
+        public func textAdapterLayers(_ layers: Int) -> [Int] {
+            self == .k400 ? [layers - 1] : Array(0..<layers)
         }
     }
 
     /// The release's recipe on a CLIP backbone: r = 384 for width 768 (half the width in
-    /// general), post adapter 256, one text adapter in the last text block.
+    /// general), post adapter 256, text adapters of width 3/4 of the text width placed as
+    /// `preset` says. No CMLM parts: they need an MLM vocabulary (`Conversion` adds them).
     public static func preset(_ preset: Preset, clip: CLIPConfiguration, classes: Int,
                               vcHeadTrained: Bool) -> M2CLIPConfiguration {
         M2CLIPConfiguration(
@@ -216,8 +230,9 @@ extension M2CLIPConfiguration {
                                   layers: Array(0..<clip.vision.encoder.layers),
                                   width: clip.vision.encoder.hiddenSize / 2),
             postAdapter: PostAdapterConfiguration(enabled: true, width: clip.projectionDim / 2),
-            textAdapter: TextAdapterConfiguration(layers: [clip.text.encoder.layers - 1],
-                                                  width: clip.text.encoder.hiddenSize * 3 / 4),
+            textAdapter: TextAdapterConfiguration(layers: preset.textAdapterLayers(clip.text.encoder.layers),
+                                                  width: clip.text.encoder.hiddenSize * 3 / 4,
+                                                  positions: preset.textAdapterPositions),
             classes: classes, vcHeadTrained: vcHeadTrained)
     }
 }

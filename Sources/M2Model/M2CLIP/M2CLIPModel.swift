@@ -7,8 +7,8 @@ import Ops
 public final class M2CLIPModel: @unchecked Sendable {
     public private(set) var configuration: M2CLIPConfiguration
     public let vision: VisionTower
-    let postAdapter: PostAdapter?
-    let classifier: Linear?  // VC head (C ← d) on ln_post(mean_T CLS)
+    package let postAdapter: PostAdapter?
+    package let classifier: Linear?  // VC head (C ← d) on ln_post(mean_T CLS)
     public let text: TextTower
     /// `logit_scale` as stored (a log).
     public let logitScale: Float
