@@ -21,10 +21,10 @@ public final class Linear: @unchecked Sendable {
     public let inFeatures: Int
     public let outFeatures: Int
     /// fp32 panels, fp16 or bf16 panels, or the int8 blob of m2k_q8_pack.
-    let packed: UnsafeMutableRawPointer
+    package let packed: UnsafeMutableRawPointer
     /// Bytes the packed weights take (panel padding and the int8 header included).
     public let packedBytes: Int
-    let bias: Tensor?
+    package let bias: Tensor?
     let nr: Int32
     /// The kernel table the weights were packed for.
     let kernels: UnsafePointer<m2k_kernels>
@@ -72,6 +72,29 @@ public final class Linear: @unchecked Sendable {
                 m2k_pack_b(nr, outFeatures, inFeatures, $0.baseAddress, ldw, cLayout,
                            raw.bindMemory(to: Float.self, capacity: count))
             }
+        }
+    }
+
+    /// The fp32 weights (out, in) read back from the panels: W[j, k] sits at
+    /// panels[((j / nr) · in + k) · nr + j % nr] (m2k_pack_b's layout).
+    package func fp32Weights() -> [Float] {
+        precondition(precision == .fp32, "only fp32 panels read back exactly")
+        let nr = Int(self.nr), panels = packed.assumingMemoryBound(to: Float.self)
+        var w = [Float](repeating: 0, count: outFeatures * inFeatures)
+        for j in 0..<outFeatures {
+            let base = (j / nr) * inFeatures * nr + j % nr
+            for k in 0..<inFeatures { w[j * inFeatures + k] = panels[base + k * nr] }
+        }
+        return w
+    }
+
+    /// Replaces the fp32 weights with `weight` (out, in), repacked in place: what a training
+    /// step's update does to a trainable layer.
+    package func setFP32Weights(_ weight: [Float]) {
+        precondition(precision == .fp32 && weight.count == inFeatures * outFeatures, "fp32 weight size mismatch")
+        weight.withUnsafeBufferPointer {
+            m2k_pack_b(nr, outFeatures, inFeatures, $0.baseAddress, inFeatures, M2K_B_NK,
+                       packed.assumingMemoryBound(to: Float.self))
         }
     }
 

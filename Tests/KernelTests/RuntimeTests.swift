@@ -192,7 +192,9 @@ struct RuntimeTests {
         // allocator may hand its address out again.
         let fp16Slice = m2k_thread_scratch(4, 1000) // the GEMM's widened fp16/bf16 B slice
         #expect(fp16Slice != nil && fp16Slice != grown && fp16Slice != other)
-        #expect(m2k_thread_scratch(5, 16) == nil)
+        let backward = m2k_thread_scratch(7, 1000) // the last slot: the trainer's backward
+        #expect(backward != nil && backward != fp16Slice && backward != grown && backward != other)
+        #expect(m2k_thread_scratch(8, 16) == nil)
     }
 
     @Test("kernel tables: names, variants and micro-tiles the GEMM driver can hold")

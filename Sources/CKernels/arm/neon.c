@@ -25,5 +25,7 @@ const m2k_kernels m2k_neon_kernels = {
     .f16_to_f32 = m2k_neon_f16_to_f32,
     .bf16_to_f32 = m2k_neon_bf16_to_f32,
     .q8_kernels = neon_q8,
+    .layernorm_backward = m2k_neon_layernorm_backward,
+    .activation_backward = m2k_neon_activation_backward,
 };
 #endif

@@ -19,5 +19,11 @@ void m2k_neon_gelu(float *x, size_t n);
 void m2k_neon_add(float *y, const float *x, size_t n);
 void m2k_neon_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 void m2k_neon_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+/* backward (neon_backward.c) */
+void m2k_neon_layernorm_backward(const float *x, long ldx, const float *dy, long lddy,
+                                 const float *gamma, float *dx, long lddx, float *dgamma,
+                                 float *dbeta, long rows, long cols, float eps, int accumulate);
+void m2k_neon_activation_backward(m2k_activation act, const float *x, const float *dy,
+                                  float *dx, size_t n);
 
 #endif

@@ -12,8 +12,9 @@ void m2k_free(void *p) { free(p); }
 
 /* Per-thread scratch: a few grow-only slots, released when the thread exits. Packing
  * buffers are reused this way so that steady-state inference does not allocate. */
-/* 0: GEMM A panels, 1–2: attention, 3: int8 / bf16 activations, 4: GEMM fp16 B slice. */
-enum { SCRATCH_SLOTS = 5 };
+/* 0: GEMM A panels, 1–2: attention, 3: int8 / bf16 activations, 4: GEMM fp16 B slice,
+ * 5–7: backward (re-laid-out weight panels, attention probabilities and their gradients). */
+enum { SCRATCH_SLOTS = 8 };
 typedef struct { float *ptr[SCRATCH_SLOTS]; size_t size[SCRATCH_SLOTS]; } scratch_set;
 
 static pthread_key_t scratch_key;

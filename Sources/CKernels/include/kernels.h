@@ -102,6 +102,16 @@ typedef struct m2k_kernels {
      * (m2k_bf16_kernel, bf16 section below), used when its runs() says so; NULL: the
      * portable path (bf16 values widened to fp32, the fp32 GEMM). */
     const struct m2k_bf16_kernel *bf16_kernel;
+
+    /* Backward row kernels (training; drivers in core/backward.c spread them over the pool).
+     * LayerNorm backward over `rows` rows from the forward's input x: dx written, or added
+     * when `accumulate` (dx may be NULL); dgamma, dbeta (cols) += (either may be NULL). */
+    void (*layernorm_backward)(const float *x, long ldx, const float *dy, long lddy,
+                               const float *gamma, float *dx, long lddx, float *dgamma,
+                               float *dbeta, long rows, long cols, float eps, int accumulate);
+    /* dx[i] = dy[i] · act'(x[i]), x the pre-activation (dx may equal dy). */
+    void (*activation_backward)(m2k_activation act, const float *x, const float *dy, float *dx,
+                                size_t n);
 } m2k_kernels;
 
 /* The table for `v`, or NULL when this CPU / build cannot run it. */
@@ -313,6 +323,26 @@ void m2k_ref_attention(long seqs, long tokens, int heads, int head_dim, const fl
 void m2k_ref_bias_act(float *c, long ldc, int m, int n, const float *bias, m2k_activation act);
 void m2k_ref_f16_to_f32(const uint16_t *src, float *dst, size_t n); /* m2k_f16_to_float each */
 void m2k_ref_bf16_to_f32(const uint16_t *src, float *dst, size_t n); /* m2k_bf16_to_float each */
+/* Backward references (ref/backward_reference.c), sums in double. sgemm_dx takes W unpacked
+ * (n × kdim, row stride ldw); the others have their drivers' conventions. */
+void m2k_ref_sgemm_dx(long m, long n, long kdim, const float *dy, long lddy, const float *w,
+                      long ldw, float *dx, long lddx, int accumulate);
+void m2k_ref_sgemm_dw(long m, long n, long kdim, const float *dy, long lddy, const float *x,
+                      long ldx, float *dw, float *db);
+void m2k_ref_layernorm_backward(const float *x, long ldx, const float *dy, long lddy,
+                                const float *gamma, float *dx, long lddx, float *dgamma,
+                                float *dbeta, long rows, long cols, float eps, int accumulate);
+void m2k_ref_activation_backward(m2k_activation act, const float *x, const float *dy,
+                                 float *dx, size_t n);
+void m2k_ref_attention_backward(long seqs, long tokens, long queries, int heads, int head_dim,
+                                const float *qkv, long ld_qkv, const float *dout, long ld_dout,
+                                float *dqkv, long ld_dqkv, int causal);
+void m2k_ref_temporal_dwconv3_backward(const float *x, const float *dy, float *dx, long clips,
+                                       long frames, long tokens, long channels, const float *w,
+                                       float *dw, float *dbias);
+void m2k_ref_spatial_dwconv3x3_backward(const float *x, const float *dy, float *dx, long frames,
+                                        long height, long width, long channels, const float *w,
+                                        float *dw, float *dbias);
 
 /* ---- image resampling (Video module: CLIP preprocessing, frame rotation) ------------- */
 /* Pillow's Image.resize(..., BICUBIC) on RGB24, bit-exact: two separable passes (rows, then

@@ -36,4 +36,6 @@ const m2k_kernels m2k_scalar_kernels = {
     .f16_to_f32 = m2k_ref_f16_to_f32,
     .bf16_to_f32 = m2k_ref_bf16_to_f32,
     .q8_kernels = scalar_q8,
+    .layernorm_backward = m2k_ref_layernorm_backward,
+    .activation_backward = m2k_ref_activation_backward,
 };

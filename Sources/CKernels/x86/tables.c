@@ -27,6 +27,8 @@ const m2k_kernels m2k_avx2_kernels = {
     .f16_to_f32 = m2k_avx2_f16_to_f32,
     .bf16_to_f32 = m2k_avx2_bf16_to_f32,
     .q8_kernels = avx2_q8,
+    .layernorm_backward = m2k_avx2_layernorm_backward,
+    .activation_backward = m2k_avx2_activation_backward,
 };
 
 const m2k_kernels m2k_avx512_kernels = {
@@ -45,6 +47,8 @@ const m2k_kernels m2k_avx512_kernels = {
     .f16_to_f32 = m2k_avx512_f16_to_f32,
     .bf16_to_f32 = m2k_avx512_bf16_to_f32,
     .q8_kernels = avx512_q8,
+    .layernorm_backward = m2k_avx512_layernorm_backward,
+    .activation_backward = m2k_avx512_activation_backward,
     .bf16_kernel = &m2k_bf16_avx512,
 };
 #endif

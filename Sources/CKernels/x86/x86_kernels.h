@@ -18,7 +18,14 @@
     void m2k_##v##_gelu(float *x, size_t n);                                                 \
     void m2k_##v##_add(float *y, const float *x, size_t n);                                  \
     void m2k_##v##_f16_to_f32(const uint16_t *src, float *dst, size_t n);                   \
-    void m2k_##v##_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
+    void m2k_##v##_bf16_to_f32(const uint16_t *src, float *dst, size_t n);                  \
+    /* backward (avx2_backward.c / avx512_backward.c) */                                     \
+    void m2k_##v##_layernorm_backward(const float *x, long ldx, const float *dy, long lddy,  \
+                                      const float *gamma, float *dx, long lddx,              \
+                                      float *dgamma, float *dbeta, long rows, long cols,     \
+                                      float eps, int accumulate);                            \
+    void m2k_##v##_activation_backward(m2k_activation act, const float *x, const float *dy, \
+                                       float *dx, size_t n);
 
 M2K_DECLARE_VARIANT(avx2)
 M2K_DECLARE_VARIANT(avx512)
