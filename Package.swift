@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "Video", targets: ["Video"]),
         .library(name: "Pipeline", targets: ["Pipeline"]),
         .library(name: "Quantization", targets: ["Quantization"]),
+        .library(name: "Training", targets: ["Training"]),
         .library(name: "Daemon", targets: ["Daemon"]),
         .library(name: "SafeTensors", targets: ["SafeTensors"]),
         .library(name: "CKernels", targets: ["CKernels"]),
@@ -55,6 +56,9 @@ let package = Package(
             resources: [.copy("clip-tokenizer")]
         ),
         .target(name: "M2Model", dependencies: ["Ops", "SafeTensors", "CLIPVocabulary"]),
+        // The trainer: backward through the frozen towers into the adapters, the four losses,
+        // gradient buffers. Only the CLI imports it.
+        .target(name: "Training", dependencies: ["M2Model", "Ops", "SafeTensors", "CKernels"]),
         // int8 model files: which weights, how, and what it costs in accuracy.
         .target(name: "Quantization", dependencies: ["M2Model", "Video", "SafeTensors"]),
         // Video → model → answers: classification of files (later: the daemon's pipelines).
@@ -74,6 +78,7 @@ let package = Package(
                 "Video",
                 "Pipeline",
                 "Quantization",
+                "Training",
                 "Daemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -93,5 +98,6 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["m2clip", "m2clipd"]),
         // Fixtures live in Tests/Fixtures and are found from #filePath.
         .testTarget(name: "M2ModelTests", dependencies: ["M2Model"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "M2Model", "Ops", "SafeTensors"]),
     ]
 )

@@ -44,6 +44,17 @@ let package = Package(
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
         ),
         .executableTarget(
+            name: "TrainingStep",
+            dependencies: [
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "Training", package: "m2clip"),
+                .product(name: "M2Model", package: "m2clip"),
+                .product(name: "Ops", package: "m2clip"),
+            ],
+            path: "Benchmarks/TrainingStep",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
+        .executableTarget(
             name: "DaemonLatency",
             dependencies: [
                 .product(name: "Benchmark", package: "package-benchmark"),

@@ -92,6 +92,80 @@ import Testing
         #expect(wrong.stderr.contains("int8, fp16 or bf16"), "\(wrong.stderr)")
     }
 
+    /// A safetensors file from (name, dtype, shape, little-endian bytes).
+    static func safetensors(_ tensors: [(String, String, [Int], Data)]) -> Data {
+        var header: [String: Any] = [:], body = Data()
+        for (name, dtype, shape, bytes) in tensors {
+            header[name] = ["dtype": dtype, "shape": shape, "data_offsets": [body.count, body.count + bytes.count]]
+            body.append(bytes)
+        }
+        var json = try! JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(UInt8(ascii: " ")) }
+        var out = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        return out + json + body
+    }
+
+    static func bytes<T>(_ values: [T]) -> Data { values.withUnsafeBytes { Data($0) } }
+
+    /// `train grad` end to end on a tiny fresh model: every loss term, a gradient for every
+    /// trainable tensor, JSON; a batch of the wrong size and a broken file are refused with the
+    /// file and tensor named, and nothing is written.
+    @Test func trainGradWritesGradientsAndRefusesBadBatches() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clip-train-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = { (name: String) in dir.appendingPathComponent(name).path }
+        #expect(try run(["random-checkpoint", "--preset", "tiny", "--out", path("clip")]).status == 0)
+        try "juggling\nsurfing\nplaying cello\n".write(toFile: path("labels.txt"), atomically: true, encoding: .utf8)
+        let convert = try run(["convert", "--hf", path("clip"), "--labels", path("labels.txt"), "--frames", "3",
+                               "--out", path("m.m2c")])
+        #expect(convert.status == 0, "\(convert.stderr)")
+        // "a video of <label>" with the label masked (token 4027 stands in at its position): the
+        // MLM label is the word's index in the default word list (the prompts' words, sorted).
+        let words = ["a", "cello", "juggling", "of", "playing", "surfing", "video"]
+        var ids = [Int64](repeating: 0, count: 2 * 77), mlm = [Int64](repeating: -100, count: 2 * 77)
+        for b in 0..<2 {
+            let row: [Int64] = [49406, 320, 1455, 539, 4027, 49407] // sot a video of [masked] eot
+            for (i, t) in row.enumerated() { ids[b * 77 + i] = t }
+            mlm[b * 77 + 4] = Int64(words.firstIndex(of: b == 0 ? "juggling" : "surfing")!)
+        }
+        var rng = SystemRandomNumberGenerator()
+        let pixels = (0..<(2 * 3 * 3 * 32 * 32)).map { _ in Float.random(in: -1...1, using: &rng) }
+        func batch(_ name: String, pixels: [Float], shape: [Int]) throws -> String {
+            try Self.safetensors([("pixel_values", "F32", shape, Self.bytes(pixels)),
+                                  ("labels", "I64", [2], Self.bytes([Int64(0), 1])),
+                                  ("input_ids", "I64", [2, 77], Self.bytes(ids)),
+                                  ("mlm_labels", "I64", [2, 77], Self.bytes(mlm))]).write(to: URL(fileURLWithPath: path(name)))
+            return path(name)
+        }
+        let good = try batch("batch.safetensors", pixels: pixels, shape: [2, 3, 3, 32, 32])
+        let r = try run(["train", "grad", "--model", path("m.m2c"), "--batch", good, "--out", path("g.safetensors"),
+                         "--iterations", "2", "--json", "--threads", "2"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        let losses = json?["losses"] as? [String: Double] ?? [:]
+        for term in ["contrastive_v2t", "contrastive_t2v", "cmc", "vc", "mlm", "total"] {
+            #expect((losses[term] ?? 0) > 0, "loss \(term): \(losses)")
+        }
+        #expect((json?["step_ms"] as? [Double])?.count == 2)
+        let grads = try Data(contentsOf: URL(fileURLWithPath: path("g.safetensors")))
+        let header = String(decoding: grads.dropFirst(8).prefix(1 << 20), as: UTF8.self)
+        for name in ["mlm_adapter.", "visual.transformer.resblocks.0.adapter_pre_mlp.fc1.weight", "visual.t_adapter.fc2.bias",
+                     "transformer.resblocks.1.adapter_pre_mlp.textad_fc1.weight", "visual.adapter_fc.weight"] {
+            #expect(header.contains(name), "gradients lack \(name)")
+        }
+
+        let small = try batch("small.safetensors", pixels: Array(pixels.prefix(2 * 3 * 3 * 16 * 16)), shape: [2, 3, 3, 16, 16])
+        let wrong = try run(["train", "grad", "--model", path("m.m2c"), "--batch", small, "--out", path("w.safetensors")])
+        #expect(wrong.status != 0)
+        #expect(wrong.stderr.contains(small) && wrong.stderr.contains("pixel_values"), "\(wrong.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: path("w.safetensors")))
+        try Data(repeating: 0xff, count: 40).write(to: URL(fileURLWithPath: path("broken.safetensors")))
+        let broken = try run(["train", "grad", "--model", path("m.m2c"), "--batch", path("broken.safetensors")])
+        #expect(broken.status != 0 && broken.stderr.contains("broken.safetensors"), "\(broken.stderr)")
+    }
+
     @Test func argumentErrorsAreUsageErrors() throws {
         let r = try run(["bench", "--model", "x", "--frames", "0"])
         #expect(r.status == 64, "status \(r.status)")
