@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Cross-compiles the C kernels with Tests/NEON/neon_kernel_test.c, Tests/NEON/q8_test.c (the
-# int8 GEMM) and Tests/NEON/f16_test.c (fp16 and bf16 conversions, the fp16- and bf16-weight
-# GEMMs) for AArch64 and runs them under qemu-user: the NEON variant against the scalar
-# reference, from any host.
+# int8 GEMM), Tests/NEON/f16_test.c (fp16 and bf16 conversions, the fp16- and bf16-weight
+# GEMMs) and Tests/NEON/backward_test.c (the training kernels) for AArch64 and runs them
+# under qemu-user: the NEON variant against the scalar reference, from any host.
 # Usage: scripts/test-neon.sh   (exit status is the test's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +26,7 @@ fi
 build=$(mktemp -d)
 trap 'rm -rf "$build"' EXIT
 
-for test in neon_kernel_test q8_test f16_test; do
+for test in neon_kernel_test q8_test f16_test backward_test; do
     "$CC" -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I Sources/CKernels/include \
         Sources/CKernels/ref/*.c Sources/CKernels/core/*.c Sources/CKernels/arm/*.c \
         "Tests/NEON/$test.c" -o "$build/$test" -lm -lpthread
@@ -39,6 +39,7 @@ echo "== qemu-aarch64 (default CPU)"
 "$QEMU" -L "$SYSROOT" "$build/neon_kernel_test"
 "$QEMU" -L "$SYSROOT" "$build/q8_test"
 "$QEMU" -L "$SYSROOT" "$build/f16_test"
+"$QEMU" -L "$SYSROOT" "$build/backward_test"
 
 # Captured first: `grep -q` closing the pipe early would fail it under pipefail.
 cpus=$("$QEMU" -cpu help 2>/dev/null || true)
@@ -47,6 +48,7 @@ if grep -qw max <<<"$cpus"; then
     "$QEMU" -L "$SYSROOT" -cpu max "$build/neon_kernel_test"
     "$QEMU" -L "$SYSROOT" -cpu max "$build/q8_test"
     "$QEMU" -L "$SYSROOT" -cpu max "$build/f16_test"
+    "$QEMU" -L "$SYSROOT" -cpu max "$build/backward_test"
 fi
 # The int8 GEMM's fallbacks: a core with dotprod but no i8mm (sdot), and an Armv8.0 core
 # (widening multiplies).
