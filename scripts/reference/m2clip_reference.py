@@ -71,11 +71,23 @@ Configuration (JSON; `M2ClipConfig`), every field required unless a default is g
                                  te and td cannot both be false while TED is on
     postAdapter.enabled bool     the post-projection temporal adapter visual.t_adapter exists
     postAdapter.width int        its bottleneck (256)
-    textAdapter.layers [int]     text blocks (0-based, < text.layers) with an adapter before the
-                                 FFN (release: [11]; its block-12 adapter belongs to CMLM)
+    textAdapter.layers [int]     text blocks (0-based, < text.layers) with text adapters
+                                 (release K400: [11]; SSv2: 0..11; its block-12 adapters belong
+                                 to CMLM)
+    textAdapter.positions [str]  default ["preMLP"]: subset of ["preAttention", "preMLP"], where
+                                 a text adapter sits in each of textAdapter.layers, in the residual
+                                 stream before ln_1 / before ln_2 (names adapter_pre_attn /
+                                 adapter_pre_mlp .textad_fc{1,2})
     textAdapter.width int        its bottleneck (384); activation is exact (erf) GELU
     classes           int    C   rows of visual.adapter_fc (400 for K400)
     promptTemplate    str        default "A video of {label}"
+    cmlm              object     optional, training only (m2clip_training_reference.py): the CMLM
+                                 block (text block index text.layers) and the MLM head.
+      .adapterPositions [str]    text adapters inside the CMLM block (K400 ["preMLP"], SSv2 both)
+      .words          [str]      MLM vocabulary; mlm_adapter.decoder row k predicts words[k]
+    lossWeights       object     optional, training only; default {"contrastive": 1, "cmc": 1,
+                                 "vc": 1, "mlm": 0.1}: total = (contrastive (KL_v2t + KL_t2v)/2
+                                 + cmc CE_cmc)/2 + vc CE_vc + mlm CE_mlm
 
 The state dict must hold exactly the tensors the config implies (`expected_shapes`), plus
 `logit_scale` (log of the scale). Tensors the inference never uses are skipped: text blocks
@@ -141,6 +153,23 @@ class PostAdapterConfig:
 class TextAdapterConfig:
     layers: list = field(default_factory=list)
     width: int = 384
+    positions: list = field(default_factory=lambda: ["preMLP"])
+
+
+@dataclass
+class CMLMConfig:
+    """Training only: text adapters in the CMLM block and the MLM vocabulary (spec §4)."""
+    adapter_positions: list = field(default_factory=lambda: ["preMLP"])
+    words: list = field(default_factory=list)
+
+
+@dataclass
+class LossWeights:
+    """Training only: total = (contrastive (KL_v2t + KL_t2v)/2 + cmc CMC)/2 + vc VC + mlm MLM."""
+    contrastive: float = 1.0
+    cmc: float = 1.0
+    vc: float = 1.0
+    mlm: float = 0.1
 
 
 @dataclass
@@ -166,6 +195,8 @@ class M2ClipConfig:
     layer_norm_eps: float = 1e-5
     activation: str = "quickGELU"
     prompt_template: str = DEFAULT_TEMPLATE
+    cmlm: CMLMConfig = None  # training only; None: no CMLM block / MLM head
+    loss_weights: LossWeights = None  # training only; None: LossWeights() (the paper's)
 
     @property
     def grid(self) -> int:
@@ -176,7 +207,7 @@ class M2ClipConfig:
         return self.grid * self.grid
 
     def to_json(self) -> dict:
-        return {
+        d = {
             "format": CONFIG_FORMAT,
             "version": CONFIG_VERSION,
             "vision": {"width": self.vision_width, "layers": self.vision_layers,
@@ -193,10 +224,19 @@ class M2ClipConfig:
                     "width": self.ted.width, "te": self.ted.te, "td": self.ted.td},
             "postAdapter": {"enabled": self.post_adapter.enabled, "width": self.post_adapter.width},
             "textAdapter": {"layers": list(self.text_adapter.layers),
-                            "width": self.text_adapter.width},
+                            "width": self.text_adapter.width,
+                            "positions": list(self.text_adapter.positions)},
             "classes": self.classes,
             "promptTemplate": self.prompt_template,
         }
+        if self.cmlm is not None:
+            d["cmlm"] = {"adapterPositions": list(self.cmlm.adapter_positions),
+                         "words": list(self.cmlm.words)}
+        if self.loss_weights is not None:
+            lw = self.loss_weights
+            d["lossWeights"] = {"contrastive": lw.contrastive, "cmc": lw.cmc, "vc": lw.vc,
+                                "mlm": lw.mlm}
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> "M2ClipConfig":
@@ -205,6 +245,7 @@ class M2ClipConfig:
                              f"expected {CONFIG_FORMAT!r}/{CONFIG_VERSION}")
         v, t = d["vision"], d["text"]
         ted, post, ta = d["ted"], d["postAdapter"], d["textAdapter"]
+        cmlm, lw = d.get("cmlm"), d.get("lossWeights")
         config = cls(
             vision_width=v["width"], vision_layers=v["layers"], vision_heads=v["heads"],
             vision_patch_size=v["patchSize"], image_size=v["imageSize"],
@@ -215,12 +256,18 @@ class M2ClipConfig:
             ted=TEDConfig(positions=list(ted["positions"]), layers=list(ted["layers"]),
                           width=ted["width"], te=ted["te"], td=ted["td"]),
             post_adapter=PostAdapterConfig(enabled=post["enabled"], width=post["width"]),
-            text_adapter=TextAdapterConfig(layers=list(ta["layers"]), width=ta["width"]),
+            text_adapter=TextAdapterConfig(layers=list(ta["layers"]), width=ta["width"],
+                                           positions=list(ta.get("positions", ["preMLP"]))),
             classes=d["classes"],
             mlp_ratio=d.get("mlpRatio", 4),
             layer_norm_eps=d.get("layerNormEps", 1e-5),
             activation=d.get("activation", "quickGELU"),
             prompt_template=d.get("promptTemplate", DEFAULT_TEMPLATE),
+            cmlm=None if cmlm is None else CMLMConfig(
+                adapter_positions=list(cmlm["adapterPositions"]), words=list(cmlm["words"])),
+            loss_weights=None if lw is None else LossWeights(
+                contrastive=float(lw.get("contrastive", 1.0)), cmc=float(lw.get("cmc", 1.0)),
+                vc=float(lw.get("vc", 1.0)), mlm=float(lw.get("mlm", 0.1))),
         )
         config.validate()
         return config
@@ -250,6 +297,20 @@ class M2ClipConfig:
         need(not self.ted.enabled or self.ted.te or self.ted.td, "ted on with te and td off")
         need(all(0 <= i < self.text_layers for i in self.text_adapter.layers),
              "textAdapter.layers out of range (the CMLM block is not an inference layer)")
+        need(len(set(self.text_adapter.layers)) == len(self.text_adapter.layers),
+             "textAdapter.layers repeats")
+        need(all(p in POSITIONS for p in self.text_adapter.positions),
+             f"textAdapter.positions {self.text_adapter.positions}")
+        need(len(set(self.text_adapter.positions)) == len(self.text_adapter.positions),
+             "textAdapter.positions repeats")
+        if self.cmlm is not None:
+            need(all(p in POSITIONS for p in self.cmlm.adapter_positions),
+                 f"cmlm.adapterPositions {self.cmlm.adapter_positions}")
+            need(len(set(self.cmlm.adapter_positions)) == len(self.cmlm.adapter_positions),
+                 "cmlm.adapterPositions repeats")
+            need(len(self.cmlm.words) > 0, "cmlm.words is empty")
+            need(self.projection_dim == self.text_width,
+                 "cmlm needs projectionDim == text.width (text tokens attend to frame embeddings)")
         need(self.eot_token_id == self.vocab_size - 1, "eotTokenId must be the highest id")
         need(self.classes > 0, "classes must be positive")
 
@@ -291,6 +352,11 @@ def ted_adapter_names(prefix: str, d: int, r: int, te: bool, td: bool) -> dict:
     return shapes
 
 
+def text_adapter_names(prefix: str, width: int, r: int) -> dict:
+    """Tensors of one text adapter at `prefix` (e.g. transformer.resblocks.11.adapter_pre_mlp.)."""
+    return {**_linear(f"{prefix}textad_fc1", r, width), **_linear(f"{prefix}textad_fc2", width, r)}
+
+
 def expected_shapes(config: M2ClipConfig) -> dict:
     """Name -> shape of every tensor inference reads, for this config."""
     c = config
@@ -320,8 +386,9 @@ def expected_shapes(config: M2ClipConfig) -> dict:
         prefix = f"transformer.resblocks.{i}."
         s.update(_block_shapes(prefix, c.text_width, c.mlp_ratio))
         if i in c.text_adapter.layers:
-            s.update(_linear(f"{prefix}adapter_pre_mlp.textad_fc1", c.text_adapter.width, c.text_width))
-            s.update(_linear(f"{prefix}adapter_pre_mlp.textad_fc2", c.text_width, c.text_adapter.width))
+            for p in c.text_adapter.positions:
+                s.update(text_adapter_names(f"{prefix}{POSITION_PREFIX[p]}.", c.text_width,
+                                            c.text_adapter.width))
     if c.post_adapter.enabled:
         w, p = c.post_adapter.width, c.projection_dim
         s.update(_linear("visual.t_adapter.fc1", w, p))
@@ -495,12 +562,14 @@ def vision_tower(pixel_values, w, config: M2ClipConfig):
     return x[:, 0].reshape(b, t, d)
 
 
-def text_tower(token_ids, w, config: M2ClipConfig):
-    """token_ids (K, L) int64, L <= context length, zero padded after EOT -> (K, P).
+def text_adapter(x, w, prefix):
+    """Eq. (9): z + fc2(GELU(fc1(z))), exact GELU."""
+    return x + linear(gelu_erf(linear(x, w, f"{prefix}textad_fc1")), w, f"{prefix}textad_fc2")
 
-    Padding after EOT does not change the result (causal mask), so any L from the longest
-    sequence up to the context length gives the same embeddings.
-    """
+
+def text_stream(token_ids, w, config: M2ClipConfig):
+    """token_ids (K, L) int64 -> the residual stream after the last CLIP text block (K, L, width),
+    before ln_final (the CMLM block's input)."""
     k, length = token_ids.shape
     if length > config.context_length:
         raise ValueError(f"token sequences of length {length} exceed context {config.context_length}")
@@ -508,19 +577,36 @@ def text_tower(token_ids, w, config: M2ClipConfig):
         raise ValueError("token id out of the vocabulary")
     eps = config.layer_norm_eps
     x = w["token_embedding.weight"][token_ids] + w["positional_embedding"][:length]  # Eq. (4)
+    positions = config.text_adapter.positions
     for i in range(config.text_layers):
         prefix = f"transformer.resblocks.{i}."
+        adapted = i in config.text_adapter.layers
+        if adapted and "preAttention" in positions:
+            x = text_adapter(x, w, f"{prefix}adapter_pre_attn.")  # Eq. (9) before ln_1
         x = x + attention(layer_norm(x, w[f"{prefix}ln_1.weight"], w[f"{prefix}ln_1.bias"], eps),
                           w, f"{prefix}attn.", config.text_heads, causal=True)
-        if i in config.text_adapter.layers:
-            # Eq. (9) before the FFN.
-            a = f"{prefix}adapter_pre_mlp."
-            x = x + linear(gelu_erf(linear(x, w, f"{a}textad_fc1")), w, f"{a}textad_fc2")
+        if adapted and "preMLP" in positions:
+            x = text_adapter(x, w, f"{prefix}adapter_pre_mlp.")  # Eq. (9) before the FFN
         x = x + mlp(layer_norm(x, w[f"{prefix}ln_2.weight"], w[f"{prefix}ln_2.bias"], eps),
                     w, f"{prefix}mlp.")
-    x = layer_norm(x, w["ln_final.weight"], w["ln_final.bias"], eps)
+    return x
+
+
+def pool_text(stream, token_ids, w, config: M2ClipConfig):
+    """ln_final at the first position of the highest id, @ text_projection. (K, L, width) -> (K, P)."""
     eot = token_ids.argmax(dim=-1)  # first position of the highest id
-    return x[torch.arange(k), eot] @ w["text_projection"]
+    x = stream[torch.arange(len(token_ids)), eot]
+    x = layer_norm(x, w["ln_final.weight"], w["ln_final.bias"], config.layer_norm_eps)
+    return x @ w["text_projection"]
+
+
+def text_tower(token_ids, w, config: M2ClipConfig):
+    """token_ids (K, L) int64, L <= context length, zero padded after EOT -> (K, P).
+
+    Padding after EOT does not change the result (causal mask), so any L from the longest
+    sequence up to the context length gives the same embeddings.
+    """
+    return pool_text(text_stream(token_ids, w, config), token_ids, w, config)
 
 
 def post_adapter(frames, w):

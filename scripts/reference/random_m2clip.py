@@ -48,7 +48,7 @@ def random_weights(config: ref.M2ClipConfig, seed: int, adapter_gain: float = 0.
         last = f"transformer.resblocks.{config.text_layers - 1}."
         cmlm = f"transformer.resblocks.{config.text_layers}."
         for name, shape in list(shapes.items()):
-            if name.startswith(last) and ".adapter_pre_mlp." not in name:
+            if name.startswith(last) and ".adapter_pre_" not in name:
                 shapes[cmlm + name[len(last):]] = shape
         tw, ta = config.text_width, config.text_adapter.width
         shapes.update(ref._linear(f"{cmlm}adapter_pre_mlp.textad_fc1", ta, tw))
@@ -99,7 +99,7 @@ def random_weights(config: ref.M2ClipConfig, seed: int, adapter_gain: float = 0.
 
     if release_extras:  # the CMLM block starts as a frozen copy of the last CLIP text block
         for name in shapes:
-            if name.startswith(cmlm) and ".adapter_pre_mlp." not in name:
+            if name.startswith(cmlm) and ".adapter_pre_" not in name:
                 w[name] = w[last + name[len(cmlm):]].clone()
     for name, t in w.items():
         assert name == "logit_scale" or bool((t != 0).all()), f"{name} has zeros"
