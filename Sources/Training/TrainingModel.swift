@@ -16,6 +16,9 @@ public final class TrainingModel: @unchecked Sendable {
     public var lossWeights: LossWeights
     /// The label set's prompts through the frozen text blocks, rebuilt when the labels change.
     var classPrompts: ClassPromptCache?
+    /// The class prompts' token ids, one list per label, instead of tokenizing the labels
+    /// (fixtures whose made-up vocabulary no tokenizer produces). Set before the first step.
+    package var classTokenIDs: [[Int32]]?
 
     /// Loads a model file for training: weights widened to fp32, the CMLM block and MLM head
     /// read when the configuration has them.

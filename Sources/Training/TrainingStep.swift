@@ -30,7 +30,7 @@ final class ClassPromptCache {
     init(model: TrainingModel, context: ComputeContext) {
         let m = model.model, tower = m.text
         labels = m.labels
-        let prompts = labels.map { tower.configuration.maxPositions > 0
+        let prompts = model.classTokenIDs ?? labels.map { tower.configuration.maxPositions > 0
             ? m.tokenizer.encode(m.configuration.prompt(for: $0), contextLength: tower.configuration.maxPositions) : [] }
         let eots = prompts.map { tower.pooledIndex($0) }
         let length = (eots.max() ?? 0) + 1

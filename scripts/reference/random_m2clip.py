@@ -39,14 +39,18 @@ class _Draw:
 
 def random_weights(config: ref.M2ClipConfig, seed: int, adapter_gain: float = 0.3,
                    logit_scale: float = math.log(100.0), release_extras: bool = True,
-                   mlm_vocab: int = 20) -> dict:
+                   mlm_vocab: int = 20, shapes: dict = None) -> dict:
     """A float32 state dict with every tensor `expected_shapes(config)` names (plus the CMLM
-    block, its adapter and mlm_adapter.* with release_extras)."""
+    block, its adapter and mlm_adapter.* with release_extras), or exactly the tensors `shapes`
+    names (e.g. m2clip_training_reference.training_shapes, for any CMLM adapter layout)."""
     draw = _Draw(seed)
-    shapes = ref.expected_shapes(config)
-    if release_extras:
-        last = f"transformer.resblocks.{config.text_layers - 1}."
-        cmlm = f"transformer.resblocks.{config.text_layers}."
+    last = f"transformer.resblocks.{config.text_layers - 1}."
+    cmlm = f"transformer.resblocks.{config.text_layers}."
+    if shapes is not None:
+        shapes = dict(shapes)
+    else:
+        shapes = ref.expected_shapes(config)
+    if release_extras and not any(n.startswith(cmlm) for n in shapes):
         for name, shape in list(shapes.items()):
             if name.startswith(last) and ".adapter_pre_" not in name:
                 shapes[cmlm + name[len(last):]] = shape
@@ -97,7 +101,7 @@ def random_weights(config: ref.M2ClipConfig, seed: int, adapter_gain: float = 0.
             t = torch.where(t == 0, torch.full_like(t, 1e-4), t)
         w[name] = t.contiguous()
 
-    if release_extras:  # the CMLM block starts as a frozen copy of the last CLIP text block
+    if any(n.startswith(cmlm) for n in shapes):  # the CMLM block starts as a copy of the last text block
         for name in shapes:
             if name.startswith(cmlm) and ".adapter_pre_" not in name:
                 w[name] = w[last + name[len(cmlm):]].clone()
