@@ -132,11 +132,13 @@ import Testing
         }
         var rng = SystemRandomNumberGenerator()
         let pixels = (0..<(2 * 3 * 3 * 32 * 32)).map { _ in Float.random(in: -1...1, using: &rng) }
-        func batch(_ name: String, pixels: [Float], shape: [Int]) throws -> String {
-            try Self.safetensors([("pixel_values", "F32", shape, Self.bytes(pixels)),
-                                  ("labels", "I64", [2], Self.bytes([Int64(0), 1])),
-                                  ("input_ids", "I64", [2, 77], Self.bytes(ids)),
-                                  ("mlm_labels", "I64", [2, 77], Self.bytes(mlm))]).write(to: URL(fileURLWithPath: path(name)))
+        func batch(_ name: String, pixels: [Float], shape: [Int], labels: [Int64] = [0, 1], mlm: [Int64]? = mlm,
+                   dropping: String? = nil) throws -> String {
+            let tensors = [("pixel_values", "F32", shape, Self.bytes(pixels)),
+                           ("labels", "I64", [2], Self.bytes(labels)),
+                           ("input_ids", "I64", [2, 77], Self.bytes(ids))]
+                + (mlm.map { [("mlm_labels", "I64", [2, 77], Self.bytes($0))] } ?? [])
+            try Self.safetensors(tensors.filter { $0.0 != dropping }).write(to: URL(fileURLWithPath: path(name)))
             return path(name)
         }
         let good = try batch("batch.safetensors", pixels: pixels, shape: [2, 3, 3, 32, 32])
@@ -164,6 +166,30 @@ import Testing
         try Data(repeating: 0xff, count: 40).write(to: URL(fileURLWithPath: path("broken.safetensors")))
         let broken = try run(["train", "grad", "--model", path("m.m2c"), "--batch", path("broken.safetensors")])
         #expect(broken.status != 0 && broken.stderr.contains("broken.safetensors"), "\(broken.stderr)")
+
+        // each bad input: a one-line error naming the file and the tensor, nothing written
+        let shape = [2, 3, 3, 32, 32]
+        var outOfVocabulary = mlm
+        outOfVocabulary[4] = 99
+        let refused: [(String, String, String)] = [
+            (try batch("nolabels.safetensors", pixels: pixels, shape: shape, dropping: "labels"), "labels", "is missing"),
+            (try batch("class.safetensors", pixels: pixels, shape: shape, labels: [0, 3]), "labels", "outside the model's 3 labels"),
+            (try batch("word.safetensors", pixels: pixels, shape: shape, mlm: outOfVocabulary), "mlm_labels", "7-word MLM vocabulary"),
+        ]
+        for (file, tensor, why) in refused {
+            let r = try run(["train", "grad", "--model", path("m.m2c"), "--batch", file, "--out", path("w.safetensors")])
+            let lines = r.stderr.split(separator: "\n")
+            #expect(r.status != 0 && lines.count == 1 && r.stderr.contains(file) && r.stderr.contains("tensor \(tensor)")
+                    && r.stderr.contains(why), "\(file): \(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: path("w.safetensors")))
+        }
+        // models that cannot train: int8, and fp16 (whose training parts quantize also dropped)
+        #expect(try run(["quantize", path("m.m2c"), "--to", "int8", "--clips", "1", "--out", path("q.m2c")]).status == 0)
+        #expect(try run(["quantize", path("m.m2c"), "--to", "fp16", "--clips", "1", "--out", path("h.m2c")]).status == 0)
+        for (model, why) in [(path("q.m2c"), "int8 model file cannot be trained"), (path("h.m2c"), "fp16 model file cannot be trained")] {
+            let r = try run(["train", "grad", "--model", model, "--batch", good])
+            #expect(r.status != 0 && r.stderr.split(separator: "\n").count == 1 && r.stderr.contains(why), "\(model): \(r.stderr)")
+        }
     }
 
     @Test func argumentErrorsAreUsageErrors() throws {
