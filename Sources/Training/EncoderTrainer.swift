@@ -47,6 +47,10 @@ final class EncoderTrainer: @unchecked Sendable {
     let preAttention: [AdapterTrainer?]
     let preMLP: [AdapterTrainer?]
     let causal: Bool
+    /// Keep only each block's MLP input and recompute ln_2 + fc1 in the backward instead of
+    /// keeping fc1's output (the largest saved activation): the same gradients, bit for bit,
+    /// for one more fc1 GEMM per block.
+    var recomputesMLPHidden = false
 
     init(encoder: TransformerEncoder, preAttention: [AdapterTrainer?], preMLP: [AdapterTrainer?], causal: Bool) {
         precondition(preAttention.count == encoder.layers.count && preMLP.count == encoder.layers.count)
@@ -142,8 +146,8 @@ final class EncoderTrainer: @unchecked Sendable {
                 let normed = Tensor(shape: [rows, d]), u = Tensor(shape: [rows, inner])
                 layer.layerNorm2(s.x.data, rows: rows, into: normed.data, context: context)
                 layer.fc1(normed.data, rows: rows, into: u.data, context: context)
-                if keep {
-                    lt?.mlpInput = Tensor(shape: [rows, d], copying: s.x.data)
+                if keep { lt?.mlpInput = Tensor(shape: [rows, d], copying: s.x.data) }
+                if keep && !recomputesMLPHidden {
                     lt?.mlpHidden = u
                     let g = Tensor(shape: [rows, inner])
                     Elementwise.activation(encoder.activation, u.data, into: g.data, rows: rows, width: inner,
@@ -172,7 +176,16 @@ final class EncoderTrainer: @unchecked Sendable {
             case 3:
                 // x += fc2(act(u)), u = fc1(ln_2(x))
                 let rows = layout.rows, inner = shape.intermediateSize
-                guard let input = lt.mlpInput, let u = lt.mlpHidden else { fatalError("MLP of block \(l) not kept") }
+                guard let input = lt.mlpInput else { fatalError("MLP of block \(l) not kept") }
+                let u: Tensor
+                if let kept = lt.mlpHidden {
+                    u = kept
+                } else { // u = fc1(ln_2(x)), exactly as the forward computed it
+                    u = Tensor(shape: [rows, inner])
+                    let normed = Tensor(shape: [rows, d])
+                    layer.layerNorm2(input.data, rows: rows, into: normed.data, context: context)
+                    layer.fc1(normed.data, rows: rows, into: u.data, context: context)
+                }
                 let du = Tensor(shape: [rows, inner])
                 layer.fc2.backwardInput(dx.data, rows: rows, into: du.data, accumulate: false, context: context)
                 Elementwise.activationBackward(encoder.activation, input: u.data, dy: du.data, into: du.data,

@@ -39,6 +39,9 @@ struct TrainGradCommand: ParsableCommand {
     @Option(help: "Time this many steps after one warm-up step.")
     var iterations = 1
 
+    @Flag(help: "Recompute each block's fc1 output in the backward instead of keeping it: the same gradients, about a third less activation memory, one more fc1 GEMM a block.")
+    var recomputeMLP = false
+
     @Flag(help: "Print JSON.")
     var json = false
 
@@ -90,6 +93,7 @@ struct TrainGradCommand: ParsableCommand {
         let context = try engine.makeContext()
         let trainer = try TrainingModel(modelFile: model, context: context)
         if let lossWeights { trainer.lossWeights = try Self.parseWeights(lossWeights, base: trainer.lossWeights) }
+        trainer.recomputesMLP = recomputeMLP
         let data = try TrainingBatch.read(path: batch, for: trainer)
         var losses = trainer.computeGradients(data, context: context) // warm-up (and the result)
         var times: [Double] = []

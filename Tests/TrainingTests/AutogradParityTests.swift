@@ -149,4 +149,21 @@ import SafeTensors
                     "\(caseName) \(name): max |error| \(worst) vs max |g| \(scale), cosine \(cosine)")
         }
     }
+
+    /// Recomputing fc1's output in the backward changes no bit of any loss or gradient.
+    @Test func recomputingTheMLPGivesIdenticalGradients() throws {
+        let fixture = try #require(Self.fixture)
+        let testCase = try #require(fixture.cases.first { $0.name == "ssv2" })
+        let context = try ComputeContext(threads: 2)
+        let trainer = try Self.trainer(for: testCase, fixture: fixture, context: context)
+        let batch = try TrainingBatch.read(path: Self.directory + "/" + testCase.batch, for: trainer)
+        let kept = trainer.computeGradients(batch, context: context)
+        let keptGradients = trainer.gradients.names.map { trainer.gradients.values($0)!.1 }
+        trainer.recomputesMLP = true
+        let recomputed = trainer.computeGradients(batch, context: context)
+        #expect(recomputed.total == kept.total && recomputed.mlm == kept.mlm && recomputed.cmc == kept.cmc)
+        for (name, values) in zip(trainer.gradients.names, keptGradients) {
+            #expect(trainer.gradients.values(name)!.1 == values, "\(name) changed when recomputed")
+        }
+    }
 }

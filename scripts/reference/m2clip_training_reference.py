@@ -250,8 +250,15 @@ def normalize(x):
     return x / x.norm(dim=-1, keepdim=True)
 
 
+# False runs every text sequence over all its L positions, as the release does (clip.tokenize pads
+# to 77): the same losses and gradients, more work. Only the peer timing turns it off.
+TRIM_SEQUENCES = True
+
+
 def _trim(ids, extra=None):
     """ids (K, L) cut after the last EOT of any row (and the last position `extra` marks)."""
+    if not TRIM_SEQUENCES:
+        return ids, extra
     length = int(ids.argmax(dim=-1).max()) + 1
     if extra is not None:
         marked = (extra != IGNORE_INDEX).nonzero()
