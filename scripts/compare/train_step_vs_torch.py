@@ -112,12 +112,11 @@ def layout_config(layout: str) -> ref.M2ClipConfig:
     return c
 
 
-def ensure_layout(work: Path, layout: str, seed: int, m2clip: Path, log) -> Path:
+def ensure_layout(work: Path, layout: str, config: ref.M2ClipConfig, seed: int, m2clip: Path, log) -> Path:
     """WORK/layout/{weights.safetensors, config.json, labels.txt, words.txt, model.m2c}."""
     directory = work / layout
     marker = directory / "recipe.json"
     wanted = {**RECIPE, "seed": seed, "layout": layout}
-    config = layout_config(layout)
     weights = directory / "weights.safetensors"
     if not (marker.exists() and json.loads(marker.read_text()) == wanted and weights.exists()):
         directory.mkdir(parents=True, exist_ok=True)
@@ -199,6 +198,13 @@ def make_batch(directory: Path, config: ref.M2ClipConfig, clips: int, frames: in
     return path
 
 
+def prepare(args, layout: str, log):
+    """(config, WORK/layout with its model file, the batch file) for one layout."""
+    config = layout_config(layout)
+    directory = ensure_layout(args.work_dir, layout, config, args.seed, args.m2clip, log)
+    return config, directory, make_batch(directory, config, args.batch, args.frames, args.seed)
+
+
 def reference_batch(directory: Path, batch_path: Path, config: ref.M2ClipConfig) -> dict:
     """The batch plus class_token_ids (the C class prompts), as the reference takes it."""
     batch = tr.load_batch(str(batch_path))
@@ -261,9 +267,7 @@ def compare(reference_losses, reference_grads, losses, grads):
 def check(args, log) -> dict:
     report = {}
     for layout in args.layout:
-        config = layout_config(layout)
-        directory = ensure_layout(args.work_dir, layout, args.seed, args.m2clip, log)
-        batch = make_batch(directory, config, args.batch, args.frames, args.seed)
+        config, directory, batch = prepare(args, layout, log)
         reference_losses, reference_grads = reference_gradients(directory, config, batch, args.threads, log)
         for variant in args.kernels:
             out = directory / f"grads-{variant}.safetensors"
@@ -319,9 +323,7 @@ def torch_step(args) -> dict:
 def bench(args, log) -> dict:
     report = {}
     for layout in args.layout:
-        config = layout_config(layout)
-        directory = ensure_layout(args.work_dir, layout, args.seed, args.m2clip, log)
-        batch = make_batch(directory, config, args.batch, args.frames, args.seed)
+        config, directory, batch = prepare(args, layout, log)
         peers = {text: run([sys.executable, __file__, "--torch-step", str(batch), "--layout", layout,
                             "--work-dir", str(args.work_dir), "--threads", str(args.threads),
                             "--iterations", str(args.iterations), "--torch-text", text], log, parse_json=True)
