@@ -97,7 +97,8 @@ let package = Package(
         // Runs the built m2clip binary as a separate process.
         .testTarget(name: "CLITests", dependencies: ["m2clip", "m2clipd"]),
         // Fixtures live in Tests/Fixtures and are found from #filePath.
-        .testTarget(name: "M2ModelTests", dependencies: ["M2Model"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "M2Model", "Ops", "SafeTensors"]),
+        .target(name: "ReferenceConfigs", dependencies: ["M2Model"], path: "Tests/Support/ReferenceConfigs"),
+        .testTarget(name: "M2ModelTests", dependencies: ["M2Model", "ReferenceConfigs"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "M2Model", "Ops", "SafeTensors", "ReferenceConfigs"]),
     ]
 )

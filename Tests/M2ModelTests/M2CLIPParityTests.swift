@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SafeTensors
+import ReferenceConfigs
 import Ops
 @testable import M2Model
 
@@ -18,41 +19,6 @@ import Ops
         let weights: String
         let config: ReferenceConfig
         let unusedTensors: [String]
-    }
-
-    /// The reference's m2clip-config (see the docstring of m2clip_reference.py).
-    struct ReferenceConfig: Decodable {
-        struct Tower: Decodable {
-            let width: Int, layers: Int, heads: Int
-            let patchSize: Int?, imageSize: Int?, vocabSize: Int?, contextLength: Int?
-        }
-        struct TED: Decodable { let positions: [String]; let layers: [Int]; let width: Int; let te: Bool; let td: Bool }
-        struct Post: Decodable { let enabled: Bool; let width: Int }
-        struct TextAdapter: Decodable { let layers: [Int]; let width: Int }
-        let vision: Tower, text: Tower
-        let projectionDim: Int, mlpRatio: Int
-        let ted: TED, postAdapter: Post, textAdapter: TextAdapter
-        let classes: Int
-
-        func configuration(frames: Int) -> M2CLIPConfiguration {
-            let clip = CLIPConfiguration(
-                projectionDim: projectionDim,
-                // the reference pools text at the highest id (OpenAI): transformers' rule for eos 2
-                text: CLIPTextConfiguration(hiddenSize: text.width, intermediateSize: text.width * mlpRatio,
-                                            heads: text.heads, layers: text.layers, vocabSize: text.vocabSize!,
-                                            maxPositions: text.contextLength!, eosTokenID: 2),
-                vision: CLIPVisionConfiguration(hiddenSize: vision.width, intermediateSize: vision.width * mlpRatio,
-                                                heads: vision.heads, layers: vision.layers,
-                                                imageSize: vision.imageSize!, patchSize: vision.patchSize!))
-            return M2CLIPConfiguration(
-                clip: clip,
-                ted: TEDConfiguration(positions: ted.positions.compactMap(TEDConfiguration.Position.init),
-                                      layers: ted.layers, width: ted.width, temporalEnhancement: ted.te,
-                                      temporalDifference: ted.td),
-                postAdapter: PostAdapterConfiguration(enabled: postAdapter.enabled, width: postAdapter.width),
-                textAdapter: TextAdapterConfiguration(layers: textAdapter.layers, width: textAdapter.width),
-                classes: classes, frames: frames, vcHeadTrained: true)
-        }
     }
 
     struct Labels: Decodable {
@@ -79,7 +45,7 @@ import Ops
         let file = try SafeTensorsFile(path: fixturePath("\(Self.directory)/\(testCase.weights)"))
         let unused = Set(testCase.unusedTensors)
         let weights = try Conversion.copy(file, keeping: { !unused.contains($0) })
-        let configuration = testCase.config.configuration(frames: testCase.frames)
+        let configuration = try testCase.config.configuration(frames: testCase.frames)
         let tokenizer = try TokenizerFileContents.read(directory: BundledResources.tokenizerDirectory!.path)
         let model = try M2CLIPModel(configuration: configuration, reader: WeightReader(source: weights),
                                     tokenizerFiles: tokenizer, labels: [], labelEmbeddings: [], context: context)

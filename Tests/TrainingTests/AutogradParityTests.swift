@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Ops
 import SafeTensors
+import ReferenceConfigs
 @testable import M2Model
 @testable import Training
 
@@ -31,53 +32,6 @@ import SafeTensors
         let unusedTensors: [String]
         let losses: [String: Double]
         let batch: String
-    }
-
-    /// The reference's m2clip-config (docstring of scripts/reference/m2clip_reference.py).
-    struct ReferenceConfig: Decodable {
-        struct Tower: Decodable {
-            let width: Int, layers: Int, heads: Int
-            let patchSize: Int?, imageSize: Int?, vocabSize: Int?, contextLength: Int?
-        }
-        struct TED: Decodable { let positions: [String]; let layers: [Int]; let width: Int; let te: Bool; let td: Bool }
-        struct Post: Decodable { let enabled: Bool; let width: Int }
-        struct TextAdapter: Decodable { let layers: [Int]; let width: Int; let positions: [String] }
-        struct CMLM: Decodable { let adapterPositions: [String]; let words: [String] }
-        struct Weights: Decodable { let contrastive: Float, cmc: Float, vc: Float, mlm: Float }
-        let vision: Tower, text: Tower
-        let projectionDim: Int, mlpRatio: Int
-        let ted: TED, postAdapter: Post, textAdapter: TextAdapter
-        let classes: Int
-        let cmlm: CMLM?
-        let lossWeights: Weights?
-
-        func configuration(frames: Int) throws -> M2CLIPConfiguration {
-            func positions(_ names: [String]) throws -> [TEDConfiguration.Position] {
-                try names.map { try #require(TEDConfiguration.Position(rawValue: $0), "position \($0)") }
-            }
-            let clip = CLIPConfiguration(
-                projectionDim: projectionDim,
-                // the reference pools text at the highest id (OpenAI): transformers' rule for eos 2
-                text: CLIPTextConfiguration(hiddenSize: text.width, intermediateSize: text.width * mlpRatio,
-                                            heads: text.heads, layers: text.layers, vocabSize: text.vocabSize!,
-                                            maxPositions: text.contextLength!, eosTokenID: 2),
-                vision: CLIPVisionConfiguration(hiddenSize: vision.width, intermediateSize: vision.width * mlpRatio,
-                                                heads: vision.heads, layers: vision.layers,
-                                                imageSize: vision.imageSize!, patchSize: vision.patchSize!))
-            var c = M2CLIPConfiguration(
-                clip: clip,
-                ted: TEDConfiguration(positions: try positions(ted.positions), layers: ted.layers, width: ted.width,
-                                      temporalEnhancement: ted.te, temporalDifference: ted.td),
-                postAdapter: PostAdapterConfiguration(enabled: postAdapter.enabled, width: postAdapter.width),
-                textAdapter: TextAdapterConfiguration(layers: textAdapter.layers, width: textAdapter.width,
-                                                      positions: try positions(textAdapter.positions)),
-                classes: classes, frames: frames, vcHeadTrained: true)
-            if let cmlm {
-                c.cmlm = CMLMConfiguration(adapterPositions: try positions(cmlm.adapterPositions), words: cmlm.words)
-            }
-            if let w = lossWeights { c.lossWeights = LossWeights(contrastive: w.contrastive, cmc: w.cmc, vc: w.vc, mlm: w.mlm) }
-            return c
-        }
     }
 
     static var fixture: Fixture? {
