@@ -57,8 +57,9 @@ let package = Package(
         ),
         .target(name: "M2Model", dependencies: ["Ops", "SafeTensors", "CLIPVocabulary"]),
         // The trainer: backward through the frozen towers into the adapters, the four losses,
-        // gradient buffers. Only the CLI imports it.
-        .target(name: "Training", dependencies: ["M2Model", "Ops", "SafeTensors", "CKernels"]),
+        // gradient buffers, the optimizer, clip lists and the loader that feeds it, checkpoints,
+        // evaluation. Only the CLI imports it.
+        .target(name: "Training", dependencies: ["M2Model", "Ops", "SafeTensors", "CKernels", "Video"]),
         // int8 model files: which weights, how, and what it costs in accuracy.
         .target(name: "Quantization", dependencies: ["M2Model", "Video", "SafeTensors"]),
         // Video → model → answers: classification of files (later: the daemon's pipelines).
@@ -99,6 +100,6 @@ let package = Package(
         // Fixtures live in Tests/Fixtures and are found from #filePath.
         .target(name: "ReferenceConfigs", dependencies: ["M2Model"], path: "Tests/Support/ReferenceConfigs"),
         .testTarget(name: "M2ModelTests", dependencies: ["M2Model", "ReferenceConfigs"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "M2Model", "Ops", "SafeTensors", "ReferenceConfigs"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "M2Model", "Ops", "SafeTensors", "Video", "ReferenceConfigs"]),
     ]
 )
