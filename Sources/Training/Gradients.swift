@@ -119,6 +119,31 @@ public final class GradientSet: @unchecked Sendable {
         }
     }
 
+    /// Sets the gradient of `name` to `values` (release layout).
+    func setValues(_ name: String, _ values: [Float]) {
+        guard let i = index[name] else { preconditionFailure("no trainable parameter \(name)") }
+        let e = entries[i]
+        precondition(values.count == e.buffer.count, "\(name): \(values.count) values for \(e.buffer.count)")
+        let v = e.layout.fromRelease(values, bufferShape: e.buffer.shape)
+        for j in 0..<v.count { e.buffer.data[j] = v[j] }
+    }
+
+    /// Every buffer's values, in registration order (to sum micro-batches).
+    func snapshot() -> [[Float]] { entries.map(\.buffer.array) }
+
+    /// Adds `scale` × `snapshot` (from `snapshot()`) to the buffers.
+    func add(_ snapshot: [[Float]], scale: Float = 1) {
+        precondition(snapshot.count == entries.count, "snapshot of another gradient set")
+        for (e, values) in zip(entries, snapshot) {
+            for j in 0..<values.count { e.buffer.data[j] += scale * values[j] }
+        }
+    }
+
+    /// Multiplies every gradient by `factor`.
+    func scale(by factor: Float) {
+        for e in entries { for j in 0..<e.buffer.count { e.buffer.data[j] *= factor } }
+    }
+
     /// True when every value is finite; else the first tensor that is not.
     public func firstNonFinite() -> String? {
         entries.first { e in (0..<e.buffer.count).contains { !e.buffer.data[$0].isFinite } }?.name

@@ -165,6 +165,9 @@ package enum M2CLIPNames {
             || name.hasPrefix(videoClassifier + ".") || name.hasPrefix(mlmPrefix)
     }
 
+    /// True for the text adapters' tensors (spec §6: they train at half the learning rate).
+    package static func isTextAdapter(_ name: String) -> Bool { name.contains(".textad_") }
+
     /// True for tensors of text block `index ≥ first` (the release's CMLM block 12).
     package static func isTextBlock(_ name: String, atOrAfter first: Int) -> Bool {
         let prefix = "transformer.resblocks."
