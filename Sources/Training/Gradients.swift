@@ -131,6 +131,19 @@ public final class GradientSet: @unchecked Sendable {
     /// Every buffer's values, in registration order (to sum micro-batches).
     func snapshot() -> [[Float]] { entries.map(\.buffer.array) }
 
+    /// Adds the buffers to `sum` (a `snapshot()` of them when nil): micro-batches summed.
+    func accumulate(into sum: inout [[Float]]?) {
+        guard sum != nil else {
+            sum = snapshot()
+            return
+        }
+        for (i, e) in entries.enumerated() {
+            sum![i].withUnsafeMutableBufferPointer { s in
+                for j in 0..<s.count { s[j] += e.buffer.data[j] }
+            }
+        }
+    }
+
     /// Adds `scale` × `snapshot` (from `snapshot()`) to the buffers.
     func add(_ snapshot: [[Float]], scale: Float = 1) {
         precondition(snapshot.count == entries.count, "snapshot of another gradient set")

@@ -55,6 +55,24 @@ final class ClassPromptCache {
     }
 }
 
+/// Dropout on the VC head's input (training only, spec §9): each value kept with probability
+/// 1 − p and scaled by 1/(1 − p).
+public struct Dropout: Sendable, Equatable {
+    public var probability: Float
+    public var seed: UInt64
+
+    public init(probability: Float = 0.5, seed: UInt64) {
+        self.probability = probability
+        self.seed = seed
+    }
+
+    func mask(count: Int) -> [Float] {
+        var rng = SplitMix64(seed: seed)
+        let keep = 1 / (1 - probability)
+        return (0..<count).map { _ in Float(rng.next() >> 40) / Float(1 << 24) < probability ? 0 : keep }
+    }
+}
+
 extension TrainingModel {
     /// Token + position embeddings of `prompts`, each padded (with its own ids, then zeros) to
     /// `length`: (prompts, length, d). With the causal mask, padding never reaches a row before it.
@@ -72,8 +90,11 @@ extension TrainingModel {
     }
 
     /// One forward and backward over `batch`: sets `gradients` to the gradient of the total
-    /// loss (they are zeroed first) and returns the loss terms. Deterministic: no dropout.
-    public func computeGradients(_ batch: TrainingBatch, context: ComputeContext) -> LossTerms {
+    /// loss (they are zeroed first) and returns the loss terms. Deterministic without
+    /// `dropout`; with it, the VC head's input is dropped as in training (spec §9), the mask a
+    /// function of the seed alone.
+    public func computeGradients(_ batch: TrainingBatch, context: ComputeContext,
+                                 dropout: Dropout? = nil) -> LossTerms {
         gradients.zero()
         if classPrompts == nil || classPrompts!.labels != model.labels {
             classPrompts = ClassPromptCache(model: self, context: context)
@@ -100,17 +121,20 @@ extension TrainingModel {
         var v = [Float](repeating: 0, count: b * p)
         for i in 0..<b { for f in 0..<t { for j in 0..<p { v[i * p + j] += e.data[(i * t + f) * p + j] / Float(t) } } }
         // VC head: logits = fc(ln_post(mean_T CLS))
-        var vcSaved: (mean: Tensor, normed: Tensor, dLogits: [Float])?
+        var vcSaved: (mean: Tensor, normed: Tensor, dLogits: [Float], mask: [Float]?)?
         if let classifier = m.classifier, let _ = classifierGradient {
             let mean = Tensor(shape: [b, d]), normed = Tensor(shape: [b, d])
             for i in 0..<b { for f in 0..<t { for j in 0..<d { mean.data[i * d + j] += cls.data[(i * t + f) * d + j] / Float(t) } } }
             m.vision.postLayerNorm(mean.data, rows: b, into: normed.data, context: context)
+            // training: normed ← dropout(normed) = normed · mask, mask ∈ {0, 1/(1−p)}
+            let mask = dropout?.mask(count: b * d)
+            if let mask { for j in 0..<(b * d) { normed.data[j] *= mask[j] } }
             let logits = Tensor(shape: [b, classifier.outFeatures])
             classifier(normed.data, rows: b, into: logits.data, context: context)
             let ce = Losses.crossEntropy(logits.array, rows: b, cols: classifier.outFeatures, labels: batch.labels,
                                          weight: w.vc)
             terms.vc = ce.loss
-            vcSaved = (mean, normed, ce.gradient)
+            vcSaved = (mean, normed, ce.gradient, mask)
         }
 
         // ---- text tower on the batch's prompts, cut to EOT and masked rows
@@ -212,6 +236,7 @@ extension TrainingModel {
             classifier.backwardWeights(dl.data, rows: b, input: vc.normed.data, into: gradient, context: context)
             let dn = Tensor(shape: [b, d]), dMean = Tensor(shape: [b, d])
             classifier.backwardInput(dl.data, rows: b, into: dn.data, accumulate: false, context: context)
+            if let mask = vc.mask { for j in 0..<(b * d) { dn.data[j] *= mask[j] } }
             m.vision.postLayerNorm.backward(input: vc.mean.data, rows: b, dy: dn.data, into: dMean.data,
                                             accumulate: false, context: context)
             for i in 0..<b { for f in 0..<t { for j in 0..<d { dCLS.data[(i * t + f) * d + j] += dMean.data[i * d + j] / Float(t) } } }

@@ -81,6 +81,35 @@ public enum ModelFile {
         try finish(&writer, model: model, path: path)
     }
 
+    /// Writes `base` with the tensors of `replacing` (release names, written fp32) and the
+    /// model's current labels, template and label embeddings, every other tensor copied byte
+    /// for byte: a trained model from the model it started from. Atomic, like every write.
+    public static func write(path: String, base: String, replacing: [String: (shape: [Int], values: [Float])],
+                             model: M2CLIPModel) throws {
+        let source: SafeTensorsFile
+        do {
+            source = try SafeTensorsFile(path: base)
+        } catch let error as SafeTensorsError {
+            throw CheckpointError(file: base, tensor: error.tensor, error.message)
+        }
+        var writer = SafeTensorsWriter()
+        for name in source.names where name != M2CLIPNames.labelTextEmbeddings {
+            let info = source.info(name)!
+            if let new = replacing[name] {
+                guard new.shape == info.shape else {
+                    throw CheckpointError(file: base, tensor: name, "has shape \(info.shape), the new values \(new.shape)")
+                }
+                try writer.add(name: name, shape: new.shape, floats: new.values)
+            } else {
+                try writer.add(name: name, dtype: info.dtype, shape: info.shape, bytes: try source.bytes(name))
+            }
+        }
+        if let missing = replacing.keys.sorted().first(where: { !source.contains($0) }) {
+            throw CheckpointError(file: base, tensor: missing, "is not in the model file")
+        }
+        try finish(&writer, model: model, path: path)
+    }
+
     /// Adds the label embeddings and the metadata, and writes.
     private static func finish(_ writer: inout SafeTensorsWriter, model: M2CLIPModel, path: String) throws {
         try writer.add(name: M2CLIPNames.labelTextEmbeddings,
