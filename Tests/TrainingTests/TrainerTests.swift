@@ -138,6 +138,16 @@ enum MotionClips {
             let last = try #require(epochs.last?.validation)
             print("[trainer] \(ted ? "TED" : "no TED"): held-out top-1 by epoch \(epochs.map { String(format: "%.2f", $0.validation!.top1) }), losses first \(epochs.first!.losses.total) last \(epochs.last!.losses.total)")
             results[ted] = last
+            if ted {
+                // every loss term falls, CMLM's included
+                let first = epochs.first!.losses, final = epochs.last!.losses
+                for (name, key) in [("contrastive v2t", \LossTerms.contrastiveV2T), ("contrastive t2v", \.contrastiveT2V),
+                                    ("cmc", \.cmc), ("vc", \.vc), ("mlm", \.mlm)] as [(String, KeyPath<LossTerms, Float>)] {
+                    #expect(final[keyPath: key] < 0.8 * first[keyPath: key],
+                            "\(name): first epoch \(first[keyPath: key]), last \(final[keyPath: key])")
+                }
+                #expect(first.mlm > 0)
+            }
             // the files a run leaves
             for name in ["checkpoint.safetensors", "model.m2c", "best.m2c", "metrics.jsonl", "curves.svg"] {
                 #expect(FileManager.default.fileExists(atPath: out + "/" + name), "\(name) written")
@@ -147,5 +157,85 @@ enum MotionClips {
         #expect(try #require(results[true]).top1 >= 0.95, "with TED-Adapters")
         // Averaged frames are the same for a clip and its reverse: every pair gets one answer.
         #expect(try #require(results[false]).top1 == 0.5, "without TED-Adapters: chance")
+    }
+
+    /// A run stopped mid-epoch and resumed from its checkpoint ends with the same weights, bit
+    /// for bit, as the run that went through.
+    @Test func resumedRunEqualsTheUninterruptedOne() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let context = try ComputeContext(threads: 2)
+        let file = try Self.modelFile(in: directory, ted: true)
+        let data = MotionClips.make(pairs: 12, seed: 3) // 24 clips: 3 steps an epoch
+        func source() -> MemoryClips { MemoryClips(clips: data.clips, labels: data.labels, batch: 8, shuffles: true) }
+        let options = Self.options(epochs: 3)
+
+        let straight = try Self.trainer(model: file, options: options, train: source(), validation: nil,
+                                        out: directory + "/straight", context: context)
+        #expect(try straight.run(resume: false) == .finished)
+
+        let interrupted = try Self.trainer(model: file, options: options, train: source(), validation: nil,
+                                           out: directory + "/interrupted", context: context)
+        interrupted.onProgress = { if case .step(let r) = $0, r.step == 5 { interrupted.requestStop() } }
+        #expect(try interrupted.run(resume: false) == .stopped(epoch: 1, position: 16))
+        let saved = try TrainingCheckpoint.readState(path: interrupted.checkpointPath)
+        #expect(saved.step == 5 && saved.epoch == 1 && saved.position == 16)
+
+        // a new process: the base model again, then the checkpoint
+        let resumed = try Self.trainer(model: file, options: options, train: source(), validation: nil,
+                                       out: directory + "/interrupted", context: context)
+        #expect(throws: TrainingError.self, "a second fresh run into the same directory is refused") {
+            _ = try Self.trainer(model: file, options: options, train: source(), validation: nil,
+                                 out: directory + "/interrupted", context: context).run(resume: false)
+        }
+        #expect(try resumed.run(resume: true) == .finished)
+        #expect(resumed.optimizer.step == straight.optimizer.step)
+        for (a, b) in zip(straight.optimizer.state.tensors, resumed.optimizer.state.tensors) {
+            #expect(a.name == b.name)
+            #expect(a.value == b.value, "\(a.name): weights differ after resuming")
+            #expect(a.m == b.m && a.v == b.v, "\(a.name): moments differ after resuming")
+        }
+        // other options are refused, naming what differs
+        var other = options
+        other.batch = 4
+        let mismatched = try Self.trainer(model: file, options: other, train: source(), validation: nil,
+                                          out: directory + "/interrupted", context: context)
+        do {
+            _ = try mismatched.run(resume: true)
+            Issue.record("resuming with another batch size was accepted")
+        } catch let error as TrainingError {
+            #expect(error.description.contains("batch 8 (now 4)"), "\(error)")
+        }
+    }
+
+    /// A non-finite loss stops the run naming the step and the clips; the last good checkpoint
+    /// (end of epoch 1) is kept as it was.
+    @Test func nonFiniteLossStopsAndKeepsTheLastCheckpoint() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let context = try ComputeContext(threads: 2)
+        let file = try Self.modelFile(in: directory, ted: true)
+        let data = MotionClips.make(pairs: 8, seed: 4)
+        let source = MemoryClips(clips: data.clips, labels: data.labels, batch: 8, shuffles: false)
+        let trainer = try Self.trainer(model: file, options: Self.options(epochs: 3), train: source, validation: nil,
+                                       out: directory + "/run", context: context)
+        var checkpointBytes: Data?
+        trainer.onProgress = { event in
+            if case .epoch = event {
+                source.poisoned[5] = [Float](repeating: .nan, count: data.clips[5].count)
+                checkpointBytes = FileManager.default.contents(atPath: trainer.checkpointPath)
+            }
+        }
+        do {
+            _ = try trainer.run(resume: false)
+            Issue.record("a NaN clip trained on")
+        } catch let error as TrainingError {
+            #expect(error.description.hasPrefix("step 3 (epoch 2, clips clip0, clip1, clip2, clip3, clip4, clip5"), "\(error)")
+            #expect(error.description.contains("is not finite"), "\(error)")
+            #expect(error.description.contains("checkpoint.safetensors, is kept"), "\(error)")
+        }
+        #expect(checkpointBytes != nil)
+        #expect(FileManager.default.contents(atPath: trainer.checkpointPath) == checkpointBytes, "checkpoint untouched")
+        #expect(try TrainingCheckpoint.readState(path: trainer.checkpointPath).epoch == 1)
     }
 }
