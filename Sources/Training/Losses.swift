@@ -123,4 +123,22 @@ enum Losses {
         for i in 0..<rows { for j in 0..<cols { t[j * rows + i] = x[i * cols + j] } }
         return t
     }
+
+    /// The contrastive term of spec §4 over n (video, prompt) pairs: KL of s·V̂T̂ᵀ against the
+    /// label-equality targets both ways, each weighted `weight` / 4 (total = (KL₁ + KL₂)/2 of
+    /// the contrastive half).
+    /// - Returns: both KL values and dL/dV̂, dL/dT̂ (n, width).
+    static func contrastive(videoUnit vHat: [Float], textUnit tHat: [Float], labels: [Int], width p: Int,
+                            scale s: Float, weight: Float)
+        -> (v2t: Float, t2v: Float, dVideoUnit: [Float], dTextUnit: [Float]) {
+        let b = labels.count
+        let v2t = matmulTransposed(vHat, tHat, m: b, n: b, k: p, scale: s)
+        let kl1 = klDivergence(v2t, labels: labels, weight: weight / 4)
+        let kl2 = klDivergence(transpose(v2t, rows: b, cols: b), labels: labels, weight: weight / 4)
+        let kl2T = transpose(kl2.gradient, rows: b, cols: b)
+        let dV2T = zip(kl1.gradient, kl2T).map { $0 + $1 }
+        var dvHat = [Float](repeating: 0, count: b * p), dtHat = [Float](repeating: 0, count: b * p)
+        matmulTransposedBackward(vHat, tHat, dc: dV2T, m: b, n: b, k: p, scale: s, da: &dvHat, db: &dtHat)
+        return (kl1.loss, kl2.loss, dvHat, dtHat)
+    }
 }

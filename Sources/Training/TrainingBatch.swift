@@ -27,6 +27,15 @@ public struct TrainingBatch: Sendable {
         self.mlmLabels = mlmLabels
     }
 
+    /// The clips `range` of this batch (a micro-batch).
+    public func slice(_ range: Range<Int>) -> TrainingBatch {
+        let perClip = pixels.count / max(clips, 1)
+        return TrainingBatch(clips: range.count, frames: frames,
+                             pixels: Array(pixels[(range.lowerBound * perClip)..<(range.upperBound * perClip)]),
+                             labels: Array(labels[range]), inputIDs: Array(inputIDs[range]),
+                             mlmLabels: mlmLabels.map { Array($0[range]) })
+    }
+
     /// Reads and checks a batch file against `model`; every error names the file and tensor.
     public static func read(path: String, for model: TrainingModel) throws -> TrainingBatch {
         let file: SafeTensorsFile

@@ -89,27 +89,28 @@ extension TrainingModel {
         return x
     }
 
-    /// One forward and backward over `batch`: sets `gradients` to the gradient of the total
-    /// loss (they are zeroed first) and returns the loss terms. Deterministic without
-    /// `dropout`; with it, the VC head's input is dropped as in training (spec §9), the mask a
-    /// function of the seed alone.
-    public func computeGradients(_ batch: TrainingBatch, context: ComputeContext,
-                                 dropout: Dropout? = nil) -> LossTerms {
-        gradients.zero()
-        if classPrompts == nil || classPrompts!.labels != model.labels {
-            classPrompts = ClassPromptCache(model: self, context: context)
-        }
-        let m = model, c = m.configuration.clip, w = lossWeights
+    /// The image tower's forward for a batch: the stream (and tape) through the blocks, the
+    /// CLS rows, the frame embeddings after the post adapter and their mean over frames.
+    struct ImagePass {
+        let stream: EncoderStream
+        let tape: EncoderTrainer.Tape?
+        let cls: Tensor          // (B·T, d)
+        let frames: Tensor       // e: (B·T, P)
+        let postSaved: (input: Tensor, hidden: Tensor)?
+        let video: [Float]       // v: (B, P)
+    }
+
+    func imagePass(_ batch: TrainingBatch, taped: Bool, context: ComputeContext) -> ImagePass {
+        let m = model, c = m.configuration.clip
         let b = batch.clips, t = batch.frames, d = c.vision.encoder.hiddenSize, p = c.projectionDim
         let tokens = c.vision.tokens, frames = b * t
-        var terms = LossTerms()
-
         // ---- image tower: (B·T, 1+M, d), cut to CLS after the last attention
         let x = batch.pixels.withUnsafeBufferPointer { m.vision.embed(pixels: $0.baseAddress!, frames: frames, context: context) }
         let vs = EncoderStream(x: x, layout: SequenceLayout(clips: b, frames: t, tokens: tokens),
                                needed: (0..<frames).map { $0 * tokens },
                                cutLayout: SequenceLayout(clips: b, frames: t, tokens: 1), lastQueries: 1)
-        let visionTape = vision.lowestTrainableStage.map { EncoderTrainer.Tape(layers: vision.encoder.layers.count, from: $0) }
+        let visionTape = taped
+            ? vision.lowestTrainableStage.map { EncoderTrainer.Tape(layers: vision.encoder.layers.count, from: $0) } : nil
         vision.forward(vs, stages: 0..<vision.stageCount, tape: visionTape, context: context)
         let cls = vs.x // (B·T, d)
         // e0 = ln_post(CLS) · proj; e = post adapter(e0); v = mean_T e
@@ -120,29 +121,26 @@ extension TrainingModel {
         let postSaved = postAdapter?.forward(e, clips: b, frames: t, context: context)
         var v = [Float](repeating: 0, count: b * p)
         for i in 0..<b { for f in 0..<t { for j in 0..<p { v[i * p + j] += e.data[(i * t + f) * p + j] / Float(t) } } }
-        // VC head: logits = fc(ln_post(mean_T CLS))
-        var vcSaved: (mean: Tensor, normed: Tensor, dLogits: [Float], mask: [Float]?)?
-        if let classifier = m.classifier, let _ = classifierGradient {
-            let mean = Tensor(shape: [b, d]), normed = Tensor(shape: [b, d])
-            for i in 0..<b { for f in 0..<t { for j in 0..<d { mean.data[i * d + j] += cls.data[(i * t + f) * d + j] / Float(t) } } }
-            m.vision.postLayerNorm(mean.data, rows: b, into: normed.data, context: context)
-            // training: normed ← dropout(normed) = normed · mask, mask ∈ {0, 1/(1−p)}
-            let mask = dropout?.mask(count: b * d)
-            if let mask { for j in 0..<(b * d) { normed.data[j] *= mask[j] } }
-            let logits = Tensor(shape: [b, classifier.outFeatures])
-            classifier(normed.data, rows: b, into: logits.data, context: context)
-            let ce = Losses.crossEntropy(logits.array, rows: b, cols: classifier.outFeatures, labels: batch.labels,
-                                         weight: w.vc)
-            terms.vc = ce.loss
-            vcSaved = (mean, normed, ce.gradient, mask)
-        }
+        return ImagePass(stream: vs, tape: visionTape, cls: cls, frames: e, postSaved: postSaved, video: v)
+    }
 
-        // ---- text tower on the batch's prompts, cut to EOT and masked rows
-        let tower = m.text
+    /// The text tower's forward on the batch's prompts, cut to the EOT rows and the masked rows.
+    struct TextPass {
+        let stream: EncoderStream
+        let tape: EncoderTrainer.Tape?
+        /// Stream rows kept after the cut: per clip its EOT and masked positions.
+        let kept: [Int]
+        /// Index into `kept` of each clip's EOT row.
+        let eotKept: [Int]
+        let masked: [(clip: Int, kept: Int, label: Int)]
+        let eotRows: Tensor      // (B, d_text)
+        let embeddings: Tensor   // (B, P)
+    }
+
+    func textPass(_ batch: TrainingBatch, useMLM: Bool, taped: Bool, context: ComputeContext) -> TextPass {
+        let tower = model.text, b = batch.clips
         let eots = batch.inputIDs.map { tower.pooledIndex($0) }
         let length = (eots.max() ?? 0) + 1
-        let useMLM = cmlm != nil && batch.mlmLabels != nil
-        var neededPerClip: [[Int]] = []
         var masked: [(clip: Int, kept: Int, label: Int)] = []
         var eotKept: [Int] = []
         var kept: [Int] = []
@@ -153,9 +151,7 @@ extension TrainingModel {
                     positions.insert(pos)
                 }
             }
-            let sorted = positions.sorted()
-            neededPerClip.append(sorted)
-            for pos in sorted {
+            for pos in positions.sorted() {
                 if pos == eots[i] { eotKept.append(kept.count) }
                 if useMLM, batch.mlmLabels![i][pos] != TrainingBatch.ignoredLabel {
                     masked.append((i, kept.count, batch.mlmLabels![i][pos]))
@@ -168,11 +164,68 @@ extension TrainingModel {
                                                           tower: tower),
                                layout: SequenceLayout(clips: b, frames: 1, tokens: length), needed: kept,
                                cutLayout: SequenceLayout(clips: 1, frames: 1, tokens: kept.count), lastQueries: length)
-        let textTape = text.lowestTrainableStage.map { EncoderTrainer.Tape(layers: text.encoder.layers.count, from: $0) }
+        let textTape = taped
+            ? text.lowestTrainableStage.map { EncoderTrainer.Tape(layers: text.encoder.layers.count, from: $0) } : nil
         text.forward(ts, stages: 0..<text.stageCount, tape: textTape, context: context)
         let eotRows = Tensor(shape: [b, dt])
         for (i, k) in eotKept.enumerated() { (eotRows.data + i * dt).update(from: ts.x.data + k * dt, count: dt) }
-        let textEmbeddings = project(eotRows, context: context) // (B, P)
+        return TextPass(stream: ts, tape: textTape, kept: kept, eotKept: eotKept, masked: masked, eotRows: eotRows,
+                        embeddings: project(eotRows, context: context))
+    }
+
+    /// The batch's video and prompt embeddings (forward only, no tape): the first pass of an
+    /// exact accumulation, the same values the step's own forward computes.
+    func contrastiveEmbeddings(_ batch: TrainingBatch, context: ComputeContext) -> (video: [Float], text: [Float]) {
+        let image = imagePass(batch, taped: false, context: context)
+        let useMLM = cmlm != nil && batch.mlmLabels != nil
+        return (image.video, textPass(batch, useMLM: useMLM, taped: false, context: context).embeddings.array)
+    }
+
+    /// One forward and backward over `batch`: sets `gradients` to the gradient of the total
+    /// loss (they are zeroed first) and returns the loss terms. Deterministic without
+    /// `dropout`; with it, the VC head's input is dropped as in training (spec §9), the mask a
+    /// function of the seed alone. With `share`, the batch is one micro-batch of a larger one:
+    /// the contrastive gradient comes from the whole batch's loss and the other terms are
+    /// weighted by the micro-batch's part (exact accumulation, `MicroBatchShare`).
+    public func computeGradients(_ batch: TrainingBatch, context: ComputeContext,
+                                 dropout: Dropout? = nil, share: MicroBatchShare? = nil) -> LossTerms {
+        gradients.zero()
+        if classPrompts == nil || classPrompts!.labels != model.labels {
+            classPrompts = ClassPromptCache(model: self, context: context)
+        }
+        let m = model, c = m.configuration.clip, w = lossWeights
+        let b = batch.clips, t = batch.frames, d = c.vision.encoder.hiddenSize, p = c.projectionDim
+        let frames = b * t
+        let sampleShare = share?.sampleFraction ?? 1, maskedShare = share?.maskedFraction ?? 1
+        var terms = LossTerms()
+
+        let image = imagePass(batch, taped: true, context: context)
+        let vs = image.stream, visionTape = image.tape, cls = image.cls, e = image.frames
+        let postSaved = image.postSaved, v = image.video
+        // VC head: logits = fc(ln_post(mean_T CLS))
+        var vcSaved: (mean: Tensor, normed: Tensor, dLogits: [Float], mask: [Float]?)?
+        if let classifier = m.classifier, let _ = classifierGradient {
+            let mean = Tensor(shape: [b, d]), normed = Tensor(shape: [b, d])
+            for i in 0..<b { for f in 0..<t { for j in 0..<d { mean.data[i * d + j] += cls.data[(i * t + f) * d + j] / Float(t) } } }
+            m.vision.postLayerNorm(mean.data, rows: b, into: normed.data, context: context)
+            // training: normed ← dropout(normed) = normed · mask, mask ∈ {0, 1/(1−p)}
+            let mask = dropout?.mask(count: b * d)
+            if let mask { for j in 0..<(b * d) { normed.data[j] *= mask[j] } }
+            let logits = Tensor(shape: [b, classifier.outFeatures])
+            classifier(normed.data, rows: b, into: logits.data, context: context)
+            let ce = Losses.crossEntropy(logits.array, rows: b, cols: classifier.outFeatures, labels: batch.labels,
+                                         weight: w.vc * sampleShare)
+            terms.vc = ce.loss
+            vcSaved = (mean, normed, ce.gradient, mask)
+        }
+
+        // ---- text tower on the batch's prompts, cut to EOT and masked rows
+        let tower = m.text
+        let useMLM = cmlm != nil && batch.mlmLabels != nil
+        let textSide = textPass(batch, useMLM: useMLM, taped: true, context: context)
+        let ts = textSide.stream, textTape = textSide.tape, kept = textSide.kept, eotKept = textSide.eotKept
+        let masked = textSide.masked, eotRows = textSide.eotRows, textEmbeddings = textSide.embeddings
+        let dt = tower.configuration.encoder.hiddenSize
 
         // ---- class prompts, from the cached stream
         let cs = classPrompts!.makeStream()
@@ -186,19 +239,21 @@ extension TrainingModel {
         let (vHat, vNorm) = Losses.normalize(v, width: p)
         let (tHat, tNorm) = Losses.normalize(textEmbeddings.array, width: p)
         let (wHat, wNorm) = Losses.normalize(classEmbeddings.array, width: p)
-        let v2t = Losses.matmulTransposed(vHat, tHat, m: b, n: b, k: p, scale: s)
-        let kl1 = Losses.klDivergence(v2t, labels: batch.labels, weight: w.contrastive / 4)
-        let kl2 = Losses.klDivergence(Losses.transpose(v2t, rows: b, cols: b), labels: batch.labels,
-                                      weight: w.contrastive / 4)
-        terms.contrastiveV2T = kl1.loss
-        terms.contrastiveT2V = kl2.loss
-        let kl2T = Losses.transpose(kl2.gradient, rows: b, cols: b)
-        let dV2T = zip(kl1.gradient, kl2T).map { $0 + $1 }
-        var dvHat = [Float](repeating: 0, count: b * p), dtHat = [Float](repeating: 0, count: b * p)
+        var dvHat: [Float], dtHat: [Float]
+        if let share {
+            // the whole batch's contrastive loss, already differentiated for these rows
+            (terms.contrastiveV2T, terms.contrastiveT2V) = (share.contrastiveV2T, share.contrastiveT2V)
+            (dvHat, dtHat) = (share.dVideoUnit, share.dTextUnit)
+        } else {
+            let kl = Losses.contrastive(videoUnit: vHat, textUnit: tHat, labels: batch.labels, width: p, scale: s,
+                                        weight: w.contrastive)
+            (terms.contrastiveV2T, terms.contrastiveT2V) = (kl.v2t, kl.t2v)
+            (dvHat, dtHat) = (kl.dVideoUnit, kl.dTextUnit)
+        }
         var dwHat = [Float](repeating: 0, count: classes * p)
-        Losses.matmulTransposedBackward(vHat, tHat, dc: dV2T, m: b, n: b, k: p, scale: s, da: &dvHat, db: &dtHat)
         let cmcLogits = Losses.matmulTransposed(vHat, wHat, m: b, n: classes, k: p, scale: s)
-        let cmc = Losses.crossEntropy(cmcLogits, rows: b, cols: classes, labels: batch.labels, weight: w.cmc / 2)
+        let cmc = Losses.crossEntropy(cmcLogits, rows: b, cols: classes, labels: batch.labels,
+                                      weight: w.cmc / 2 * sampleShare)
         terms.cmc = cmc.loss
         Losses.matmulTransposedBackward(vHat, wHat, dc: cmc.gradient, m: b, n: classes, k: p, scale: s,
                                         da: &dvHat, db: &dwHat)
@@ -212,7 +267,7 @@ extension TrainingModel {
             let tape = cmlm.forward(queries: q, clipOf: masked.map(\.clip), frames: Tensor(shape: e.shape, copying: e.data),
                                     framesPerClip: t, context: context)
             let ce = Losses.crossEntropy(tape.logits, rows: masked.count, cols: cmlm.words.count,
-                                         labels: masked.map(\.label), weight: w.mlm)
+                                         labels: masked.map(\.label), weight: w.mlm * maskedShare)
             terms.mlm = ce.loss
             let grads = cmlm.backward(tape, dLogits: ce.gradient, context: context)
             dMasked = grads.queries

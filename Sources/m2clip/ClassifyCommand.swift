@@ -41,19 +41,9 @@ struct ClassifyCommand: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
 
-    func parsedViews() throws -> (temporal: Int, spatial: Int) {
-        let parts = views.lowercased().split(separator: "x").map { Int($0) }
-        guard parts.count == 2, let n = parts[0], let c = parts[1], n >= 1, c == 1 || c == 3 else {
-            throw ValidationError("--views must be NxC with N ≥ 1 and C 1 or 3, got \(views)")
-        }
-        return (n, c)
-    }
+    func parsedViews() throws -> (temporal: Int, spatial: Int) { try ClipOptions.views(views) }
 
-    func parsedSampling() throws -> SamplingStrategy {
-        if sampling == "segments" { return .segments }
-        if sampling.hasPrefix("dense:"), let k = Int(sampling.dropFirst(6)), k >= 1 { return .dense(stride: k) }
-        throw ValidationError("--sampling must be segments or dense:K, got \(sampling)")
-    }
+    func parsedSampling() throws -> SamplingStrategy { try ClipOptions.sampling(sampling) }
 
     func validate() throws {
         _ = try parsedViews()

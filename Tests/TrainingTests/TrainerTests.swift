@@ -167,8 +167,11 @@ enum MotionClips {
         let context = try ComputeContext(threads: 2)
         let file = try Self.modelFile(in: directory, ted: true)
         let data = MotionClips.make(pairs: 12, seed: 3) // 24 clips: 3 steps an epoch
-        func source() -> MemoryClips { MemoryClips(clips: data.clips, labels: data.labels, batch: 8, shuffles: true) }
-        let options = Self.options(epochs: 3)
+        // micro-batches of 4, two a step (exact accumulation): 3 steps an epoch
+        func source() -> MemoryClips { MemoryClips(clips: data.clips, labels: data.labels, batch: 4, shuffles: true) }
+        var options = Self.options(epochs: 3)
+        options.batch = 4
+        options.accumulate = 2
 
         let straight = try Self.trainer(model: file, options: options, train: source(), validation: nil,
                                         out: directory + "/straight", context: context)
@@ -197,14 +200,14 @@ enum MotionClips {
         }
         // other options are refused, naming what differs
         var other = options
-        other.batch = 4
+        other.batch = 2
         let mismatched = try Self.trainer(model: file, options: other, train: source(), validation: nil,
                                           out: directory + "/interrupted", context: context)
         do {
             _ = try mismatched.run(resume: true)
             Issue.record("resuming with another batch size was accepted")
         } catch let error as TrainingError {
-            #expect(error.description.contains("batch 8 (now 4)"), "\(error)")
+            #expect(error.description.contains("batch 4 (now 2)"), "\(error)")
         }
     }
 

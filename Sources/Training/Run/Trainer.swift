@@ -193,36 +193,33 @@ public final class Trainer: @unchecked Sendable {
         var waitSeconds: Double
     }
 
-    /// Up to `accumulate` micro-batches, their gradients averaged into the gradient set; nil
-    /// at the end of the epoch.
+    /// Up to `accumulate` micro-batches and the gradient of all of them as one batch
+    /// (exact accumulation, `TrainingModel.accumulateGradients`); nil at the end of the epoch.
     private func accumulatedStep(state: TrainingState) throws -> Step? {
-        var sum: [[Float]]?
-        var losses = LossTerms(), micro = 0, clips = 0, end = state.position, waited = 0.0
-        while micro < options.accumulate {
+        var batches: [TrainingBatch] = [], sources: [String] = []
+        var end = state.position, waited = 0.0
+        while batches.count < options.accumulate {
             let waitStart = DispatchTime.now().uptimeNanoseconds
             guard let data = train.nextBatch() else { break }
             waited += Double(DispatchTime.now().uptimeNanoseconds - waitStart) / 1e9
-            let seed = Self.seed(options.seed, UInt64(state.step), UInt64(micro))
-            let batch = makeBatch(data, seed: seed)
-            let terms = model.computeGradients(batch, context: context,
-                                               dropout: options.dropout > 0
-                                                   ? Dropout(probability: options.dropout, seed: seed ^ 0xD50) : nil)
-            guard terms.total.isFinite else {
-                throw TrainingError("step \(state.step + 1) (epoch \(state.epoch + 1), clips \(data.sources.joined(separator: ", "))): the loss is not finite (contrastive \(terms.contrastiveV2T)/\(terms.contrastiveT2V), cmc \(terms.cmc), vc \(terms.vc), mlm \(terms.mlm)); stopped. \(lastGood(state))")
-            }
-            model.gradients.accumulate(into: &sum)
-            losses.add(terms)
-            micro += 1
-            clips += data.clips
+            batches.append(makeBatch(data, seed: Self.seed(options.seed, UInt64(state.step), UInt64(batches.count))))
+            sources += data.sources
             end = data.endPosition
         }
-        guard micro > 0, let sum else { return nil }
-        model.gradients.zero()
-        model.gradients.add(sum, scale: 1 / Float(micro))
-        if let bad = model.gradients.firstNonFinite() {
-            throw TrainingError("step \(state.step + 1) (epoch \(state.epoch + 1)): the gradient of \(bad) is not finite; stopped. \(lastGood(state))")
+        guard !batches.isEmpty else { return nil }
+        let terms = model.accumulateGradients(batches, context: context) { k in
+            self.options.dropout > 0
+                ? Dropout(probability: self.options.dropout,
+                          seed: Self.seed(self.options.seed, UInt64(state.step), UInt64(k)) ^ 0xD50) : nil
         }
-        return Step(losses: losses.scaled(by: 1 / Float(micro)), clips: clips, endPosition: end, waitSeconds: waited)
+        let at = "step \(state.step + 1) (epoch \(state.epoch + 1), clips \(sources.joined(separator: ", ")))"
+        guard terms.total.isFinite else {
+            throw TrainingError("\(at): the loss is not finite (contrastive \(terms.contrastiveV2T)/\(terms.contrastiveT2V), cmc \(terms.cmc), vc \(terms.vc), mlm \(terms.mlm)); stopped. \(lastGood(state))")
+        }
+        if let bad = model.gradients.firstNonFinite() {
+            throw TrainingError("\(at): the gradient of \(bad) is not finite; stopped. \(lastGood(state))")
+        }
+        return Step(losses: terms, clips: batches.reduce(0) { $0 + $1.clips }, endPosition: end, waitSeconds: waited)
     }
 
     private func lastGood(_ state: TrainingState) -> String {
