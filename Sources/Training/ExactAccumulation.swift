@@ -71,9 +71,7 @@ extension TrainingModel {
         }
         terms.contrastiveV2T = shares[0].contrastiveV2T
         terms.contrastiveT2V = shares[0].contrastiveT2V
-        let w = lossWeights
-        terms.total = (w.contrastive * (terms.contrastiveV2T + terms.contrastiveT2V) / 2 + w.cmc * terms.cmc) / 2
-            + w.vc * terms.vc + w.mlm * terms.mlm
+        terms.weigh(lossWeights)
         gradients.zero()
         if let sum { gradients.add(sum) }
         return terms

@@ -15,6 +15,11 @@ public struct LossTerms: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case contrastiveV2T = "contrastive_v2t", contrastiveT2V = "contrastive_t2v", cmc, vc, mlm, total
     }
+
+    /// Sets `total` from the terms with the weights `w`.
+    mutating func weigh(_ w: LossWeights) {
+        total = (w.contrastive * (contrastiveV2T + contrastiveT2V) / 2 + w.cmc * cmc) / 2 + w.vc * vc + w.mlm * mlm
+    }
 }
 
 /// The class prompts of the label set with the frozen text blocks below the first text
@@ -273,8 +278,7 @@ extension TrainingModel {
             dMasked = grads.queries
             dFrames = grads.frames
         }
-        terms.total = (w.contrastive * (terms.contrastiveV2T + terms.contrastiveT2V) / 2 + w.cmc * terms.cmc) / 2
-            + w.vc * terms.vc + w.mlm * terms.mlm
+        terms.weigh(w)
 
         // ---- backward: image side. de = dv / T (+ dL/dF from CMLM)
         let dv = Losses.normalizeBackward(unit: vHat, norms: vNorm, dUnit: dvHat, width: p)

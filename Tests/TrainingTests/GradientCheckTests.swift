@@ -100,4 +100,46 @@ import SafeTensors
         #expect(again == terms, "the model changed under the probes")
         #expect(failures.isEmpty, "\(preset.rawValue): \(failures.count) of \(2 * names.count) probes off:\n\(failures.joined(separator: "\n"))")
     }
+
+    /// Dropout on the VC head's input (training): the step is still a function of the seed, and
+    /// the gradients through the dropped units match finite differences of that function.
+    @Test func dropoutGradientsMatchFiniteDifferences() throws {
+        let directory = NSTemporaryDirectory() + "m2clip-gradcheck-dropout-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let context = try ComputeContext(threads: 2)
+        let trainer = try TrainingModel(modelFile: try Self.modelFile(preset: .k400, in: directory), context: context)
+        let batch = Self.batch(for: trainer, seed: 4)
+        let dropout = Dropout(probability: 0.5, seed: 21)
+        let mask = dropout.mask(count: 1000)
+        #expect(Set(mask) == [0, 2], "kept units are scaled by 1/(1-p)")
+        #expect((350...650).contains(mask.filter { $0 == 0 }.count), "about half dropped")
+        let plain = trainer.computeGradients(batch, context: context)
+        let dropped = trainer.computeGradients(batch, context: context, dropout: dropout)
+        #expect(dropped.vc != plain.vc, "the VC term sees the mask")
+        #expect(dropped.cmc == plain.cmc && dropped.contrastiveV2T == plain.contrastiveV2T, "only the VC head's input is dropped")
+        #expect(trainer.computeGradients(batch, context: context, dropout: dropout) == dropped, "same seed, same step")
+        let names = trainer.gradients.names.filter { $0.hasPrefix("visual.adapter_fc.") || $0.contains("resblocks.1.adapter_pre_mlp.fc1") }
+        #expect(names.count == 4, "\(names)")
+        var rng = SplitMix64(seed: 5)
+        let h: Float = 2e-3
+        for name in names {
+            _ = trainer.computeGradients(batch, context: context, dropout: dropout)
+            let analytic = trainer.gradients.values(name)!.values
+            let original = trainer.gradients.parameter(name)!
+            for _ in 0..<3 {
+                let index = Int(rng.next() % UInt64(analytic.count))
+                func loss(_ delta: Float) -> Float {
+                    var v = original
+                    v[index] += delta
+                    trainer.gradients.setParameter(name, v)
+                    defer { trainer.gradients.setParameter(name, original) }
+                    return trainer.computeGradients(batch, context: context, dropout: dropout).total
+                }
+                let numeric = (loss(h) - loss(-h)) / (2 * h)
+                #expect(abs(analytic[index] - numeric) <= 6e-4 + 3e-2 * abs(numeric),
+                        "\(name)[\(index)]: analytic \(analytic[index]), numeric \(numeric)")
+            }
+        }
+    }
 }
