@@ -242,3 +242,28 @@ enum MotionClips {
         #expect(try TrainingCheckpoint.readState(path: trainer.checkpointPath).epoch == 1)
     }
 }
+
+@Suite struct MemoryPlanTests {
+    @Test func activationsAreCountedAndTheBudgetPicksTheMicroBatch() throws {
+        let directory = try TrainerTests.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let context = try ComputeContext(threads: 1)
+        let trainer = try TrainingModel(modelFile: try TrainerTests.modelFile(in: directory, ted: true), context: context)
+        let perClip = trainer.activationBytesPerClip(frames: 8, context: context)
+        // tiny model: 2 blocks, 17 tokens × 8 frames, width 32, MLP 64. The recompute drops the
+        // MLP hidden: 17·8 rows in block 0, the 8 CLS rows after the cut in block 1, and the
+        // prompt's kept rows (EOT and masked words) in the text tower's adapted block.
+        let vision = 4 * (17 * 8 * 64 + 8 * 64), diff = perClip.kept - perClip.recomputed
+        #expect(diff > vision && (diff - vision) % (4 * 64) == 0 && diff - vision <= 4 * 64 * 4, "\(perClip)")
+        #expect(perClip.recomputed > 0)
+        #expect(!trainer.recomputesMLP, "the probe leaves the setting as it was")
+        let roomy = try #require(trainer.plan(budget: 1 << 40, effectiveBatch: 12, frames: 8, queueClips: 4, context: context))
+        #expect(roomy == MemoryPlan(microBatch: 12, accumulate: 1, recomputesMLP: false, estimatedBytes: roomy.estimatedBytes))
+        // a budget for about 5 clips beyond the resident part: the largest divisor of 12 that fits
+        let resident = roomy.estimatedBytes - 12 * (perClip.kept * 5 / 4 + 4 * 8 * 3 * 32 * 32)
+        let five = resident + 5 * (perClip.kept * 5 / 4 + 4 * 8 * 3 * 32 * 32)
+        let tight = try #require(trainer.plan(budget: five, effectiveBatch: 12, frames: 8, queueClips: 4, context: context))
+        #expect(tight.microBatch == 4 && tight.accumulate == 3 && !tight.recomputesMLP, "\(tight)")
+        #expect(trainer.plan(budget: 1 << 20, effectiveBatch: 12, frames: 8, queueClips: 4, context: context) == nil)
+    }
+}

@@ -119,9 +119,14 @@ public struct ClipBenchmark: Sendable {
 /// Process resource figures from /proc.
 public enum ProcessStats {
     /// VmHWM: the peak resident set size.
-    public static func peakRSSBytes() -> Int? {
+    public static func peakRSSBytes() -> Int? { statusBytes("VmHWM:") }
+
+    /// VmRSS: the resident set size now.
+    public static func rssBytes() -> Int? { statusBytes("VmRSS:") }
+
+    private static func statusBytes(_ field: String) -> Int? {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        for line in status.split(separator: "\n") where line.hasPrefix(field) {
             let kb = line.split(separator: " ").compactMap { Int($0) }.first
             return kb.map { $0 * 1024 }
         }
