@@ -113,6 +113,14 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: path("int8.safetensors")))
     }
 
+    @Test func helpNamesBothExports() throws {
+        defer { try? FileManager.default.removeItem(at: dir) }
+        #expect(try cli.run(["--help"]).stdout.contains("export"))
+        let help = try cli.run(["export", "--help"])
+        #expect(help.status == 0 && help.stdout.contains("--authors") && help.stdout.contains("--adapters"), "\(help.stdout)")
+        #expect(try cli.run(["convert", "--help"]).stdout.contains("--base"))
+    }
+
     @Test func badArgumentsAndOutputsFailCleanly() throws {
         defer { try? FileManager.default.removeItem(at: dir) }
         let original = try model("fp32.m2c")
