@@ -8,7 +8,8 @@ struct ConvertCommand: ParsableCommand {
         abstract: "Build an M²-CLIP model file (.m2c) from a CLIP checkpoint or the authors' weights.",
         discussion: """
         Sources: a Hugging Face CLIP directory (--hf DIR), OpenAI-named CLIP weights (--openai FILE), \
-        or a safetensors state dict of the authors' M²-CLIP release (--authors FILE). CLIP sources get \
+        or a safetensors state dict of the authors' M²-CLIP release (--authors FILE); or a base model file \
+        with an adapters file (--base FILE --adapters FILE, see `m2clip export`). CLIP sources get \
         freshly initialised adapters, so the model starts equal to plain CLIP averaged over frames; \
         its VC head is untrained and classification defaults to zero-shot. Every model file also keeps \
         what training needs: the CMLM block (a copy of the last text block), its text adapters and the \
@@ -24,8 +25,14 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "A safetensors file with the authors' M²-CLIP release names.")
     var authors: String?
 
-    @Option(help: "Labels: a CSV with an id,name header, or one label per line.")
-    var labels: String
+    @Option(help: "A model file (.m2c) to put --adapters on: its frozen weights must be those the adapters were exported with.")
+    var base: String?
+
+    @Option(help: "An adapters file (m2clip export --adapters) for --base; its labels and configuration are the output's.")
+    var adapters: String?
+
+    @Option(help: "Labels: a CSV with an id,name header, or one label per line (not with --base; for --authors, default: the labels an m2clip export carries).")
+    var labels: String?
 
     @Option(help: "Adapter placement: k400 (before every FFN) or ssv2 (before attention and FFN). For --authors, the placement the file must have.")
     var preset: String?
@@ -57,8 +64,17 @@ struct ConvertCommand: ParsableCommand {
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
-        guard [huggingFace, openAI, authors].compactMap({ $0 }).count == 1 else {
-            throw ValidationError("give exactly one of --hf DIR, --openai FILE, --authors FILE")
+        guard [huggingFace, openAI, authors, base].compactMap({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --hf DIR, --openai FILE, --authors FILE, --base FILE")
+        }
+        guard (base == nil) == (adapters == nil) else {
+            throw ValidationError("--base and --adapters go together")
+        }
+        if base != nil, labels != nil {
+            throw ValidationError("--labels: with --base the labels are the adapters file's")
+        }
+        if labels == nil, huggingFace != nil || openAI != nil {
+            throw ValidationError("missing --labels")
         }
         if let preset, M2CLIPConfiguration.Preset(rawValue: preset) == nil {
             throw ValidationError("--preset must be k400 or ssv2, got \(preset)")
@@ -67,6 +83,15 @@ struct ConvertCommand: ParsableCommand {
         if !template.contains("{}") { throw ValidationError("--template must contain {} for the label") }
         _ = try parsedLayers()
         _ = try parsedPositions()
+    }
+
+    /// --labels, or the labels an m2clip export given to --authors carries.
+    func resolvedLabels() throws -> [String] {
+        if let labels { return try LabelSet.load(path: labels) }
+        guard let authors, let carried = try ReleaseExport.carried(authors) else {
+            throw ValidationError("missing --labels (\(authors ?? "the weights") carries none)")
+        }
+        return carried.labels
     }
 
     func parsedLayers() throws -> [Int]? {
@@ -92,12 +117,17 @@ struct ConvertCommand: ParsableCommand {
 
     func run() throws {
         let context = try engine.makeContext()
+        if let base, let adapters {
+            let model = try AdapterFile.combine(base: base, adapters: adapters, output: out, context: context)
+            print("wrote \(out): \(ModelSummary(model).oneLine)")
+            return
+        }
         let source: Conversion.Source
         if let huggingFace { source = .huggingFace(directory: huggingFace) }
         else if let openAI { source = .openAI(weights: openAI) }
         else { source = .authors(weights: authors!) }
         let options = Conversion.Options(
-            labels: try LabelSet.load(path: labels), preset: preset.flatMap(M2CLIPConfiguration.Preset.init),
+            labels: try resolvedLabels(), preset: preset.flatMap(M2CLIPConfiguration.Preset.init),
             tedLayers: try parsedLayers(), tedPositions: try parsedPositions(), frames: frames,
             promptTemplate: template, tokenizerDirectory: tokenizer,
             clip: try clipConfig.map { try CLIPConfiguration.load(path: $0) },

@@ -7,7 +7,7 @@ struct M2CLIPCommand: ParsableCommand {
         abstract: "M²-CLIP video action recognition on the CPU.",
         subcommands: [ClassifyCommand.self, ConvertCommand.self, QuantizeCommand.self, InspectCommand.self,
                       LabelsCommand.self, EmbedCommand.self, SubscribeCommand.self, TrainCommand.self,
-                      BenchCommand.self, RandomCheckpointCommand.self])
+                      BenchCommand.self, RandomCheckpointCommand.self, ExportCommand.self])
 }
 
 /// Options every command that runs the engine shares.

@@ -159,7 +159,9 @@ package enum M2CLIPNames {
         package static let layerNormEps: Float = 1e-12
     }
 
-    /// True for the adapters' and heads' tensors (what training changes).
+    /// True for the adapters' and heads' tensors (what training changes): the release's rule
+    /// `'adapter' in name` (spec §9), spelled out for its module names. Every trainer, the
+    /// parameter counts and the adapters-only export (`AdapterFile`) ask this one function.
     package static func isTrainable(_ name: String) -> Bool {
         name.contains(".adapter_pre_") || name.hasPrefix("visual.t_adapter.")
             || name.hasPrefix(videoClassifier + ".") || name.hasPrefix(mlmPrefix)
@@ -183,6 +185,9 @@ package enum M2CLIPNames {
     /// m2clip's own tensors in a model file.
     package static let labelTextEmbeddings = "m2clip.label_text_embeds"
 
+    /// True for m2clip's own tensors, which the release's state dict does not have.
+    package static func isM2CLIPOnly(_ name: String) -> Bool { name.hasPrefix("m2clip.") }
+
     /// `__metadata__` keys of a model file.
     package enum Metadata {
         package static let format = "m2clip.format"
@@ -190,6 +195,10 @@ package enum M2CLIPNames {
         package static let labels = "m2clip.labels"
         package static let tokenizerVocabulary = "m2clip.tokenizer.vocab_json"
         package static let tokenizerMerges = "m2clip.tokenizer.merges_txt"
+        /// An adapters-only file (`m2clip export --adapters`): its format version, and the
+        /// SHA-256 fingerprint of the frozen base it was trained on (`AdapterFile.fingerprint`).
+        package static let adaptersFormat = "m2clip.adapters.format"
+        package static let baseFingerprint = "m2clip.base.sha256"
     }
 }
 

@@ -81,7 +81,16 @@ public enum Conversion {
             checkpointDirectory = URL(fileURLWithPath: weights).deletingLastPathComponent().path
         case .authors(let weights):
             let file = try open(weights)
+            // An m2clip export (`ReleaseExport`) carries its configuration: its MLM words and CLIP
+            // sizes unless given, and whether its VC head was trained, which the tensors cannot say.
+            let carried = try ReleaseExport.carried(file)
+            var options = options
+            if options.mlmWords == nil { options.mlmWords = carried?.configuration.cmlm?.words }
+            if options.clip == nil { options.clip = carried?.configuration.clip }
             configuration = try inferM2CLIP(file, options: options)
+            if let carried, configuration.classes == carried.configuration.classes {
+                configuration.vcHeadTrained = carried.configuration.vcHeadTrained
+            }
             store = try copy(file, keeping: { _ in true })
             if configuration.cmlm != nil && !hasCMLMParts(file, textLayers: configuration.clip.text.encoder.layers) {
                 var fresh = FreshWeights(store: store, seed: options.seed)

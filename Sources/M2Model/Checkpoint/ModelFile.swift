@@ -111,7 +111,7 @@ public enum ModelFile {
     }
 
     /// Adds the label embeddings and the metadata, and writes.
-    private static func finish(_ writer: inout SafeTensorsWriter, model: M2CLIPModel, path: String) throws {
+    static func finish(_ writer: inout SafeTensorsWriter, model: M2CLIPModel, path: String) throws {
         try writer.add(name: M2CLIPNames.labelTextEmbeddings,
                        shape: [model.labels.count, model.configuration.clip.projectionDim],
                        floats: model.labelEmbeddings.array)
