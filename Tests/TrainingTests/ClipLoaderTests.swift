@@ -67,10 +67,14 @@ import Video
     }
 
     /// Batches stay in order with many workers and a shallow queue; each batch's clips are the
-    /// order's positions in sequence.
+    /// order's positions in sequence. The first clip is the slowest to decode (320×240), so
+    /// later workers finish before it.
     @Test func orderedUnderSeveralWorkers() throws {
         let dir = try DataScratch()
-        let entries = try Self.clips(in: dir, count: 10)
+        let slow = try dir.video("slow.mp4", width: 320, height: 240, frames: 20) { f, x, y in
+            (UInt8((x + f) % 256), UInt8(y % 256), UInt8((x ^ y) % 256))
+        }
+        let entries = [ClipListEntry(path: slow, label: 2, source: "test:0")] + (try Self.clips(in: dir, count: 9))
         let loader = try ClipLoader(entries: entries, imageSize: 32, frames: 2, sampling: .segments,
                                     mode: .train(.init()), batchSize: 2, order: .sequential, seed: 3,
                                     workers: 4, queueDepth: 1)
@@ -79,6 +83,10 @@ import Video
         #expect(batches.flatMap(\.paths) == entries.map(\.path))
         #expect(batches.flatMap(\.positions) == Array(0..<10))
         #expect(batches.flatMap(\.labels) == entries.map(\.label))
+        let oneWorker = try ClipLoader(entries: entries, imageSize: 32, frames: 2, sampling: .segments,
+                                       mode: .train(.init()), batchSize: 2, order: .sequential, seed: 3, workers: 1)
+        oneWorker.start(epoch: 0)
+        #expect(Self.same(Self.drain(oneWorker), batches), "4 workers and 1 worker give different batches")
         let stats = loader.stats
         print("[data] 10 clips, 4 workers: decode \(stats.decodeSeconds) s, consumer waited \(stats.waitSeconds) s")
         #expect(stats.decodeSeconds > 0)

@@ -88,7 +88,10 @@ public final class ClipLoader: @unchecked Sendable {
 
     /// What the threads need, without a reference back to the loader (so deinit can stop them).
     private let plan: LoadPlan
+    /// Guards `run`.
     private let lock = NSLock()
+    /// Serialises `start` and `stop`, so that one epoch runs at a time.
+    private let control = NSLock()
     private var run: EpochRun?
 
     /// Throws `TrainingError` for an empty list or a size, count or view number below 1.
@@ -136,13 +139,15 @@ public final class ClipLoader: @unchecked Sendable {
     /// Begins epoch `epoch` at `position` of its order (0...order count; a checkpoint's
     /// `endPosition` resumes mid-epoch), ending any epoch still running.
     public func start(epoch: Int, position: Int = 0) {
-        stop()
-        let visit = order(epoch: epoch)
-        precondition((0...visit.count).contains(position),
-                     "clip loader: position \(position) is outside epoch \(epoch)'s \(visit.count) clips")
-        let run = EpochRun(plan: plan, epoch: epoch, order: visit, position: position)
-        lock.withLock { self.run = run }
-        run.launch()
+        control.withLock {
+            endRun()
+            let visit = order(epoch: epoch)
+            precondition((0...visit.count).contains(position),
+                         "clip loader: position \(position) is outside epoch \(epoch)'s \(visit.count) clips")
+            let run = EpochRun(plan: plan, epoch: epoch, order: visit, position: position)
+            lock.withLock { self.run = run }
+            run.launch()
+        }
     }
 
     /// The next batch of the epoch, waiting until it is ready; nil at the end of the epoch
@@ -157,6 +162,10 @@ public final class ClipLoader: @unchecked Sendable {
 
     /// Ends the running epoch: workers finish the clip in hand and exit; returns once they have.
     public func stop() {
+        control.withLock { endRun() }
+    }
+
+    private func endRun() {
         let run = lock.withLock { () -> EpochRun? in
             defer { self.run = nil }
             return self.run
@@ -311,7 +320,8 @@ private final class EpochRun: @unchecked Sendable {
     private func assemble() {
         let base = plan
         let clipFloats = base.views * base.sampler.viewCount
-        var pixels: [Float] = [], labels: [Int] = [], paths: [String] = [], positions: [Int] = []
+        var pixels: [Float] = [] // (B, V, T, 3, S, S), filled clip by clip
+        var labels: [Int] = [], paths: [String] = [], positions: [Int] = [] // (B)
         func batch(end: Int) -> ClipBatch {
             defer {
                 pixels = []
