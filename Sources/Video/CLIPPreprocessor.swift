@@ -36,10 +36,16 @@ public struct CLIPPreprocessor: Sendable {
 
     /// The size a width × height image is resized to (torchvision's Resize(int)).
     public func resizedSize(width: Int, height: Int) -> (width: Int, height: Int) {
+        resizedSize(width: width, height: height, shortSide: size)
+    }
+
+    /// The size a width × height image is resized to when its shorter side becomes
+    /// `shortSide` (the longer one ⌊shortSide · long / short⌋), as torchvision's Resize(int).
+    public func resizedSize(width: Int, height: Int, shortSide: Int) -> (width: Int, height: Int) {
         if width <= height {
-            return (size, Int(Double(size) * Double(height) / Double(width)))
+            return (shortSide, Int(Double(shortSide) * Double(height) / Double(width)))
         }
-        return (Int(Double(size) * Double(width) / Double(height)), size)
+        return (Int(Double(shortSide) * Double(width) / Double(height)), shortSide)
     }
 
     /// Top-left corner of the crop in the resized image.
@@ -65,19 +71,55 @@ public struct CLIPPreprocessor: Sendable {
     /// One (T, 3, size, size) tensor per crop (test-time multi-view: `Crop.allCases` gives
     /// the 3 spatial crops). Each frame is resized once for all crops.
     public func views(_ frames: [RGBFrame], crops: [Crop]) -> [Tensor] {
+        render(frames, count: crops.count, flip: false) { width, height in
+            ResizePlan(width: width, height: height, crops: crops, self)
+        }
+    }
+
+    /// One (T, 3, size, size) tensor per origin, for train-time augmentation and any number of
+    /// test crops: each frame resized so its shorter side is `shortSide` (≥ size; Pillow's
+    /// bicubic as above), the size × size square whose top-left corner is `origin` in the
+    /// resized image cut out, mirrored left–right when `flip` (after the crop, as
+    /// mmaction2's Flip follows RandomCrop), normalised. With shortSide = size and the origin
+    /// `cropOrigin(…, crop:)` gives, it equals `views(frames, crops:)` exactly. All frames must
+    /// have one size; every origin must keep the square inside the resized image.
+    public func views(_ frames: [RGBFrame], shortSide: Int, origins: [(x: Int, y: Int)],
+                      flip: Bool = false) -> [Tensor] {
+        precondition(shortSide >= size, "CLIP preprocessing: short side \(shortSide) is smaller than the crop \(size)")
+        return render(frames, count: origins.count, flip: flip) { width, height in
+            let resized = resizedSize(width: width, height: height, shortSide: shortSide)
+            for origin in origins {
+                precondition(origin.x >= 0 && origin.y >= 0 && origin.x + size <= resized.width
+                             && origin.y + size <= resized.height,
+                             "CLIP preprocessing: crop at (\(origin.x), \(origin.y)) leaves the \(resized.width)x\(resized.height) image")
+            }
+            return ResizePlan(width: width, height: height, resized: resized, origins: origins, size: size)
+        }
+    }
+
+    /// (T, 3, size, size) per crop of `plan(width, height)`, one plan per distinct frame size.
+    private func render(_ frames: [RGBFrame], count: Int, flip: Bool,
+                        plan makePlan: (Int, Int) -> ResizePlan) -> [Tensor] {
         let plane = size * size
-        let outputs = crops.map { _ in Tensor(shape: [frames.count, 3, size, size]) }
-        var plans: [PlanKey: ResizePlan] = [:]
+        let outputs = (0..<count).map { _ in Tensor(shape: [frames.count, 3, size, size]) }
+        var plans: [SizeKey: ResizePlan] = [:]
         for (t, frame) in frames.enumerated() {
-            let key = PlanKey(width: frame.width, height: frame.height, crops: crops)
-            let plan = plans[key] ?? ResizePlan(width: frame.width, height: frame.height, crops: crops, self)
+            let key = SizeKey(width: frame.width, height: frame.height)
+            let plan = plans[key] ?? makePlan(frame.width, frame.height)
             plans[key] = plan
             let window = frame.rgb.withUnsafeBufferPointer { plan.resize($0.baseAddress!) }
             window.withUnsafeBufferPointer { pixels in
                 for (c, origin) in plan.cropOrigins.enumerated() {
                     let start = pixels.baseAddress! + (origin.y * plan.windowWidth + origin.x) * 3
+                    let out = outputs[c].data + t * 3 * plane // (3, size, size)
                     m2k_rgb8_to_chw_normalized(start, plan.windowWidth * 3, Int32(size), Int32(size),
-                                               mean, std, outputs[c].data + t * 3 * plane)
+                                               mean, std, out)
+                    if flip {
+                        for row in 0..<(3 * size) {
+                            var line = UnsafeMutableBufferPointer(start: out + row * size, count: size)
+                            line.reverse()
+                        }
+                    }
                 }
             }
         }
@@ -100,9 +142,8 @@ public struct CLIPPreprocessor: Sendable {
     }
 }
 
-private struct PlanKey: Hashable {
+private struct SizeKey: Hashable {
     let width: Int, height: Int
-    let crops: [CLIPPreprocessor.Crop]
 }
 
 /// Coefficient tables for one input size: the window of the resized image covering all
@@ -118,14 +159,21 @@ private struct ResizePlan {
     let cropOrigins: [(x: Int, y: Int)]
 
     init(width: Int, height: Int, crops: [CLIPPreprocessor.Crop], _ p: CLIPPreprocessor) {
+        let resized = p.resizedSize(width: width, height: height)
+        self.init(width: width, height: height, resized: resized, origins: crops.map {
+            p.cropOrigin(resizedWidth: resized.width, resizedHeight: resized.height, crop: $0)
+        }, size: p.size)
+    }
+
+    /// The plan for size × size squares at `origins` of the image resized to `resized`.
+    init(width: Int, height: Int, resized: (width: Int, height: Int), origins: [(x: Int, y: Int)], size: Int) {
         precondition(width >= 1 && height >= 1, "CLIP preprocessing: a \(width)x\(height) frame")
+        precondition(!origins.isEmpty, "CLIP preprocessing: no crop asked for")
         inWidth = width
         inHeight = height
-        let resized = p.resizedSize(width: width, height: height)
-        let origins = crops.map { p.cropOrigin(resizedWidth: resized.width, resizedHeight: resized.height, crop: $0) }
         let x0 = origins.map(\.x).min()!, y0 = origins.map(\.y).min()!
-        windowWidth = origins.map(\.x).max()! + p.size - x0
-        windowHeight = origins.map(\.y).max()! + p.size - y0
+        windowWidth = origins.map(\.x).max()! + size - x0
+        windowHeight = origins.map(\.y).max()! + size - y0
         cropOrigins = origins.map { ($0.x - x0, $0.y - y0) }
 
         xTaps = m2k_bicubic_taps(Int32(width), Int32(resized.width))
