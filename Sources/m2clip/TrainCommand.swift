@@ -4,13 +4,15 @@ import M2Model
 import Ops
 import Training
 
-/// `m2clip train`: the trainer's commands. `grad` runs one forward and backward on a batch
-/// file and writes the gradients (the oracle check and the step benchmark).
+/// `m2clip train`: the trainer's commands. `run` (the default) trains on the user's clips;
+/// `grad` runs one forward and backward on a batch file and writes the gradients (the oracle
+/// check and the step benchmark).
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
         abstract: "Train M²-CLIP's adapters and heads on the CPU.",
-        subcommands: [TrainGradCommand.self])
+        subcommands: [TrainRunCommand.self, TrainGradCommand.self],
+        defaultSubcommand: TrainRunCommand.self)
 }
 
 struct TrainGradCommand: ParsableCommand {
@@ -95,6 +97,11 @@ struct TrainGradCommand: ParsableCommand {
         if let lossWeights { trainer.lossWeights = try Self.parseWeights(lossWeights, base: trainer.lossWeights) }
         trainer.recomputesMLP = recomputeMLP
         let data = try TrainingBatch.read(path: batch, for: trainer)
+        if trainer.lossWeights.mlm > 0 && data.mlmLabels == nil {
+            printError(trainer.mlmWords.isEmpty
+                ? "warning: \(model) has no CMLM head: no CMLM term in this step"
+                : "warning: \(batch) has no mlm_labels: no CMLM term in this step")
+        }
         var losses = trainer.computeGradients(data, context: context) // warm-up (and the result)
         var times: [Double] = []
         if iterations > 1 || json {

@@ -46,9 +46,12 @@ public final class Trainer: @unchecked Sendable {
         public var waitFraction: Double
         public var validation: EvaluationReport?
         public var best: Bool
+        /// The process's peak resident set so far.
+        public var peakRSSMB: Double
 
         enum CodingKeys: String, CodingKey {
             case type, epoch, step, losses, clips, seconds, waitFraction = "wait_fraction", validation, best
+            case peakRSSMB = "peak_rss_mb"
         }
     }
 
@@ -177,7 +180,8 @@ public final class Trainer: @unchecked Sendable {
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - epochStart) / 1e9
             let record = EpochRecord(epoch: epoch, step: state.step, losses: sums.scaled(by: 1 / Float(max(steps, 1))),
                                      clips: clips, seconds: seconds, waitFraction: waited / max(seconds, 1e-9),
-                                     validation: report, best: improved)
+                                     validation: report, best: improved,
+                                     peakRSSMB: Double(ProcessStats.peakRSSBytes() ?? 0) / 1_048_576)
             try log.append(record)
             onProgress(.epoch(record))
             try? TrainingCurves.write(metrics: metricsPath, to: directory + "/curves.svg")

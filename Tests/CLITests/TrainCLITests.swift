@@ -1,0 +1,143 @@
+import Foundation
+import Testing
+
+/// `m2clip train` and `m2clip eval` as a user runs them: lists refused before anything is
+/// written, a run on real (generated) videos with a damaged one among them, SIGTERM and
+/// --resume, and the trained model in eval and classify.
+@Suite(.serialized) struct TrainCLITests {
+    let cli = CLITests()
+
+    final class Scratch {
+        let path: String
+        init() throws {
+            path = NSTemporaryDirectory() + "m2clip-train-cli-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        }
+        deinit { try? FileManager.default.removeItem(atPath: path) }
+        func callAsFunction(_ name: String) -> String { path + "/" + name }
+    }
+
+    /// 8 frames, 8 fps, 48×36: a square moving right, or the reverse (left).
+    static func clip(_ path: String, y: Int, x: Int, reverse: Bool) throws {
+        var filter = "[0][1]overlay=x='\(x)+t*24':y=\(y):shortest=1"
+        if reverse { filter += ",reverse" }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "color=c=0x202020:s=48x36:r=8:d=1",
+                       "-f", "lavfi", "-i", "color=c=0xE0C040:s=10x10:r=8:d=1", "-filter_complex", filter,
+                       "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "12", path]
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "ffmpeg made \(path)")
+    }
+
+    /// A tiny untrained model over the two labels, and a class-folder tree of clips.
+    static func setUp(_ s: Scratch, pairs: Int) throws {
+        try "moving left\nmoving right\n".write(toFile: s("labels.txt"), atomically: true, encoding: .utf8)
+        let cli = CLITests()
+        #expect(try cli.run(["random-checkpoint", "--preset", "tiny", "--seed", "11", "--out", s("clip")]).status == 0)
+        let convert = try cli.run(["convert", "--hf", s("clip"), "--labels", s("labels.txt"), "--preset", "k400",
+                                   "--ted-layers", "0,1", "--out", s("base.m2c")])
+        #expect(convert.status == 0, "\(convert.stderr)")
+        for label in ["moving left", "moving right"] {
+            try FileManager.default.createDirectory(atPath: s("train/" + label), withIntermediateDirectories: true)
+        }
+        for i in 0..<pairs {
+            try clip(s("train/moving right/r\(i).mp4"), y: (i * 7) % 24, x: i % 4, reverse: false)
+            try clip(s("train/moving left/l\(i).mp4"), y: (i * 7) % 24, x: i % 4, reverse: true)
+        }
+    }
+
+    @Test func badListsAndDirectoriesAreRefusedBeforeTraining() throws {
+        let s = try Scratch()
+        try Self.setUp(s, pairs: 1)
+        try "".write(toFile: s("empty.txt"), atomically: true, encoding: .utf8)
+        try "train/moving left/l0.mp4 moving left\ntrain/moving right/r0.mp4 walking backwards\n"
+            .write(toFile: s("unknown.txt"), atomically: true, encoding: .utf8)
+        let cases: [([String], String)] = [
+            (["--train", s("missing.txt")], "missing.txt"),
+            (["--train", s("empty.txt")], "empty.txt"),
+            (["--train", s("unknown.txt")], "unknown.txt:2"),
+            (["--train", s("train"), "--val", s("unknown.txt")], "unknown.txt:2: unknown label"),
+        ]
+        for (arguments, named) in cases {
+            let r = try cli.run(["train", "--model", s("base.m2c"), "--out", s("out")] + arguments)
+            #expect(r.status != 0, "\(arguments)")
+            #expect(r.stderr.contains(named), "\(arguments): \(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: s("out")), "\(arguments): nothing written")
+        }
+        let unwritable = try cli.run(["train", "--model", s("base.m2c"), "--train", s("train"),
+                                      "--out", s("labels.txt") + "/run"])
+        #expect(unwritable.status != 0)
+        #expect(unwritable.stderr.contains("labels.txt/run"), "\(unwritable.stderr)")
+    }
+
+    @Test func trainsOnVideosSkipsADamagedOneStopsOnSIGTERMAndResumes() throws {
+        let s = try Scratch()
+        try Self.setUp(s, pairs: 4)
+        // a damaged clip in the list: skipped, named and counted; the run goes on
+        try Data("not a video at all".utf8).write(to: URL(fileURLWithPath: s("train/moving left/broken.mp4")))
+        var lines = ["train/moving right/r0.mp4 1", "train/moving left/l0.mp4 0"]
+        lines += (1..<4).flatMap { ["train/moving right/r\($0).mp4 moving right", "train/moving left/l\($0).mp4 moving left"] }
+        try lines.joined(separator: "\n").write(toFile: s("val.txt"), atomically: true, encoding: .utf8)
+        let common = ["train", "--model", s("base.m2c"), "--train", s("train"), "--val", s("val.txt"),
+                      "--out", s("run"), "--epochs", "3", "--batch", "4", "--lr", "1e-2", "--warmup-epochs", "1",
+                      "--no-flip", "--threads", "2", "--workers", "2", "--json"]
+
+        // SIGTERM after the first step: a checkpoint, exit 0, a "stopped" summary
+        let process = Process()
+        process.executableURL = CLITests.binary
+        process.arguments = common
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        var seen = Data()
+        let reader = out.fileHandleForReading
+        while !String(decoding: seen, as: UTF8.self).contains("\"type\":\"step\"") {
+            let chunk = reader.availableData
+            if chunk.isEmpty { break }
+            seen.append(chunk)
+        }
+        kill(process.processIdentifier, SIGTERM)
+        seen.append(reader.readDataToEndOfFile())
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let stopped = String(decoding: seen, as: UTF8.self)
+        #expect(process.terminationStatus == 0, "\(stderr)")
+        #expect(stopped.contains("\"outcome\":\"stopped\""), "\(stopped)")
+        #expect(FileManager.default.fileExists(atPath: s("run/checkpoint.safetensors")))
+        #expect(stopped.contains("broken.mp4") || stderr.contains("broken.mp4") || !stopped.contains("\"type\":\"epoch\""),
+                "the damaged clip is named when it is reached")
+
+        // the same command with --resume finishes the run
+        let resumed = try cli.run(common + ["--resume"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let records = resumed.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        #expect(records.contains { $0["type"] as? String == "resumed" })
+        #expect(records.contains { $0["type"] as? String == "warning" && ($0["message"] as? String ?? "").contains("broken.mp4") },
+                "\(resumed.stdout)")
+        let finish = try #require(records.last)
+        #expect(finish["outcome"] as? String == "finished", "\(finish)")
+        #expect((finish["skipped"] as? Int ?? 0) >= 1)
+        for name in ["checkpoint.safetensors", "model.m2c", "best.m2c", "metrics.jsonl", "curves.svg"] {
+            #expect(FileManager.default.fileExists(atPath: s("run/" + name)), "\(name)")
+        }
+
+        // the trained model in eval and classify
+        let eval = try cli.run(["eval", "--model", s("run/best.m2c"), "--list", s("val.txt"), "--json",
+                                "--confusion", s("confusion.csv"), "--threads", "2"])
+        #expect(eval.status == 0, "\(eval.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any])
+        for key in ["top1", "top5", "zero_shot_top1", "per_class", "confusion", "mean_class_top1"] {
+            #expect(report[key] != nil, "eval --json has \(key)")
+        }
+        #expect(report["clips"] as? Int == 8)
+        let csv = try String(contentsOfFile: s("confusion.csv"), encoding: .utf8)
+        #expect(csv.hasPrefix("true\\predicted,moving left,moving right\n"), "\(csv)")
+        let classify = try cli.run(["classify", s("train/moving right/r0.mp4"), "--model", s("run/best.m2c"), "--json"])
+        #expect(classify.status == 0, "\(classify.stderr)")
+    }
+}
