@@ -26,6 +26,22 @@ import Testing
         #expect(entries.map(\.source) == ["\(list):2", "\(list):4", "\(list):5", "\(list):6", "\(list):7", "\(list):8"])
     }
 
+    /// A label that ends with another label's name (K400's "arm wrestling" and "wrestling"):
+    /// the split whose path is a file wins, else the one whose path is a video file name.
+    @Test func nestedLabelNamesPickTheSplitThatIsAVideo() throws {
+        let dir = try DataScratch()
+        let labels = ["wrestling", "arm wrestling", "arm"]
+        _ = try dir.write("", to: "clips/x.mp4")
+        let list = try dir.write("""
+            clips/x.mp4 arm wrestling
+            y.mp4 arm wrestling
+            z.mp4 wrestling
+            """, to: "list.txt")
+        let entries = try ClipList.read(list, labels: labels)
+        #expect(entries.map(\.path) == [dir.path("clips/x.mp4"), dir.path("y.mp4"), dir.path("z.mp4")])
+        #expect(entries.map(\.label) == [1, 1, 0])
+    }
+
     @Test func csvWithHeaderAndQuotes() throws {
         let dir = try DataScratch()
         let list = try dir.write("""

@@ -98,15 +98,19 @@ public enum ClipList {
             guard words.count >= 2 else {
                 throw TrainingError("clip list \(list):\(number): expected 'path label', found '\(line)'")
             }
-            // Shortest trailing run of words that names a class; the rest is the path.
-            var found: (path: String, label: Int)?
+            // Every split whose trailing words name a class is a candidate ("x.mp4 arm wrestling"
+            // names both "arm wrestling" and "wrestling"): the one whose path is a file on disk,
+            // else the one whose path ends in a video extension, else the shortest label.
+            var candidates: [(path: String, label: Int)] = []
             for tail in 1..<words.count {
                 let label = words[(words.count - tail)...].joined(separator: " ")
                 if let index = try resolver.resolve(label, at: "\(list):\(number)", allowUnknown: true) {
-                    found = (pathBefore(words[words.count - tail], in: line), index)
-                    break
+                    candidates.append((pathBefore(words[words.count - tail], in: line), index))
                 }
             }
+            let found = candidates.first { FileManager.default.fileExists(atPath: resolve($0.path, against: base)) }
+                ?? candidates.first { videoExtensions.contains(URL(fileURLWithPath: $0.path).pathExtension.lowercased()) }
+                ?? candidates.first
             guard let found else {
                 _ = try resolver.resolve(String(words.last!), at: "\(list):\(number)", allowUnknown: false)
                 continue
