@@ -12,7 +12,8 @@ struct TrainRunCommand: ParsableCommand {
         abstract: "Train the adapters and heads of a model on your clips (the default of `m2clip train`).",
         discussion: """
         LIST is an mmaction2 list (`path label` lines, label an index or a name), a CSV \
-        (`path,label`) or a directory of class-named subfolders; labels are the model's. DIR gets \
+        (`path,label`) or a directory of class-named subfolders; labels are the model's, or \
+        --labels FILE's (the model to train is then written to DIR/base.m2c). DIR gets \
         checkpoint.safetensors (after every epoch and on SIGINT/SIGTERM), model.m2c (last), \
         best.m2c (best validation top-1), metrics.jsonl and curves.svg. --resume continues the \
         run in DIR with the same options.
@@ -20,6 +21,9 @@ struct TrainRunCommand: ParsableCommand {
 
     @Option(help: "The fp32 (or fp16/bf16) model file to start from (.m2c; `m2clip convert` makes one with your labels).")
     var model: String
+
+    @Option(help: "A new label set (a CSV with an id,name header, or one label per line): label embeddings rebuilt, the VC head and MLM vocabulary resized (labels and words the model has keep their rows); written to DIR/base.m2c, which training starts from.")
+    var labels: String?
 
     @Option(help: "Training clips: a list file or a directory of class-named folders.")
     var train: String
@@ -108,12 +112,19 @@ struct TrainRunCommand: ParsableCommand {
 
     func run() throws {
         let context = try engine.makeContext()
-        let trainer = try TrainingModel(modelFile: model, context: context)
-        if let lossWeights { trainer.lossWeights = try TrainGradCommand.parseWeights(lossWeights, base: trainer.lossWeights) }
-        let labels = trainer.model.labels
+        let newLabels = try labels.map { try LabelSet.load(path: $0) }
+        if resume, labels == nil, FileManager.default.fileExists(atPath: out + "/base.m2c") {
+            throw TrainingError("the run in \(out) was started with --labels (it trains \(out)/base.m2c): resume with the same --labels")
+        }
+        let loaded = newLabels == nil ? try TrainingModel(modelFile: model, context: context) : nil
+        let labelSet = newLabels ?? loaded!.model.labels
         // lists first: a bad list is refused before anything is written
-        let trainEntries = try ClipList.read(train, labels: labels)
-        let valEntries = try val.map { try ClipList.read($0, labels: labels) }
+        let trainEntries = try ClipList.read(train, labels: labelSet)
+        let valEntries = try val.map { try ClipList.read($0, labels: labelSet) }
+        try prepareDirectory()
+        let baseModel = try newLabels.map { try relabelledBase($0, context: context) } ?? model
+        let trainer = try loaded ?? TrainingModel(modelFile: baseModel, context: context)
+        if let lossWeights { trainer.lossWeights = try TrainGradCommand.parseWeights(lossWeights, base: trainer.lossWeights) }
         var options = TrainingOptions()
         options.epochs = epochs
         options.batch = batch
@@ -134,7 +145,6 @@ struct TrainRunCommand: ParsableCommand {
         options.warmupEpochs = warmupEpochs
         options.frames = t
         options.seed = seed
-        try prepareDirectory()
         let progress = ProgressPrinter(json: json)
         if trainer.mlmWords.isEmpty && trainer.lossWeights.mlm > 0 {
             progress.warn("\(model) has no CMLM head (MLM vocabulary): training without the CMLM term (convert the model again to get one)")
@@ -154,7 +164,7 @@ struct TrainRunCommand: ParsableCommand {
                                     mode: .eval(views: (1, 1)), batchSize: batch, order: .sequential, seed: seed,
                                     workers: workers, queueDepth: 2, dropLast: false, onSkip: onSkip)
         }
-        let run = try Trainer(model: trainer, baseModel: model, options: options, train: trainLoader,
+        let run = try Trainer(model: trainer, baseModel: baseModel, options: options, train: trainLoader,
                               validation: valLoader, directory: out, context: context)
         progress.start(run: run, trainClips: trainEntries.count, valClips: valEntries?.count)
         run.onProgress = progress.report
@@ -165,6 +175,26 @@ struct TrainRunCommand: ParsableCommand {
     }
 
     static func megabytes(_ bytes: Int) -> String { "\(bytes >> 20) MB" }
+
+    /// DIR/base.m2c: --model for the labels of --labels (written once; --resume checks it has them).
+    private func relabelledBase(_ newLabels: [String], context: ComputeContext) throws -> String {
+        let path = out + "/base.m2c"
+        if resume {
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw TrainingError("--resume with --labels: \(path) is missing (the run in \(out) was not started with --labels)")
+            }
+            let saved = try ModelFile.load(path: path, context: context).labels
+            guard saved == newLabels else {
+                throw TrainingError("--labels \(labels!): \(path) was made for other labels (\(saved.count), this file has \(newLabels.count)); resume with the same label file")
+            }
+            return path
+        }
+        let r = try ModelFile.relabel(base: model, to: path, labels: newLabels, seed: seed, context: context)
+        var line = "--labels \(labels!): \(newLabels.count) labels, \(r.keptLabels.count) the model had, \(r.newLabels.count) new"
+        if r.keptWords + r.newWords > 0 { line += "; MLM vocabulary \(r.keptWords + r.newWords) words, \(r.newWords) new" }
+        printError(line + "; training starts from \(path)")
+        return path
+    }
 
     /// DIR must be a directory we can write (created when missing), checked before training.
     private func prepareDirectory() throws {

@@ -139,5 +139,35 @@ import Testing
         #expect(csv.hasPrefix("true\\predicted,moving left,moving right\n"), "\(csv)")
         let classify = try cli.run(["classify", s("train/moving right/r0.mp4"), "--model", s("run/best.m2c"), "--json"])
         #expect(classify.status == 0, "\(classify.stderr)")
+        #expect(classify.stdout.contains("\"head\":\"vc\"") || classify.stdout.contains("\"head\" : \"vc\""),
+                "the trained VC head scores by default: \(classify.stdout)")
+    }
+
+    @Test func newLabelsTrainAResizedHeadAndResumeChecksThem() throws {
+        let s = try Scratch()
+        try Self.setUp(s, pairs: 2)
+        try "moving right\nstanding still\nmoving left\n".write(toFile: s("new.txt"), atomically: true, encoding: .utf8)
+        try "moving right\nmoving up\nmoving left\n".write(toFile: s("other.txt"), atomically: true, encoding: .utf8)
+        let common = ["train", "--model", s("base.m2c"), "--train", s("train"), "--out", s("run"), "--epochs", "1",
+                      "--batch", "4", "--threads", "2", "--workers", "1", "--json"]
+        let trained = try cli.run(common + ["--labels", s("new.txt")])
+        #expect(trained.status == 0, "\(trained.stderr)")
+        #expect(trained.stderr.contains("3 labels, 2 the model had, 1 new"), "\(trained.stderr)")
+        #expect(FileManager.default.fileExists(atPath: s("run/base.m2c")))
+        let inspect = try cli.run(["inspect", s("run/model.m2c")])
+        #expect(inspect.status == 0, "\(inspect.stderr)")
+        #expect(inspect.stdout.contains("VC head: 3 classes") && !inspect.stdout.contains("untrained"), "\(inspect.stdout)")
+        #expect(inspect.stdout.contains("standing still"), "\(inspect.stdout)")
+
+        let otherLabels = try cli.run(common + ["--labels", s("other.txt"), "--resume"])
+        #expect(otherLabels.status != 0)
+        #expect(otherLabels.stderr.contains("base.m2c was made for other labels"), "\(otherLabels.stderr)")
+        let noLabels = try cli.run(common + ["--resume"])
+        #expect(noLabels.status != 0)
+        #expect(noLabels.stderr.contains("resume with the same --labels"), "\(noLabels.stderr)")
+        // a list naming a label only the new set has is read against the new set
+        try "train/moving left/l0.mp4 standing still\n".write(toFile: s("still.txt"), atomically: true, encoding: .utf8)
+        let refused = try cli.run(["train", "--model", s("base.m2c"), "--train", s("still.txt"), "--out", s("run2")])
+        #expect(refused.status != 0 && refused.stderr.contains("still.txt:1"), "\(refused.stderr)")
     }
 }

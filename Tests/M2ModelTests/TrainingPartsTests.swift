@@ -357,4 +357,53 @@ import Ops
         let reloaded = try ModelFile.load(path: fresh, context: context)
         #expect(reloaded.labels == ["dancing", "cooking"] && reloaded.configuration.cmlm?.words == Self.words)
     }
+
+    /// `m2clip train --labels`: the heads resized to the new labels and their prompts' words,
+    /// known rows kept, new rows fresh, everything else byte for byte, embeddings recomputed.
+    @Test func relabelResizesTheHeadsAndKeepsKnownRows() throws {
+        let fresh = try freshModelFile(.k400)
+        let newLabels = ["surfing", "dancing", "juggling", "playing drums"]
+        let out = path("relabelled.m2c")
+        let r = try ModelFile.relabel(base: fresh, to: out, labels: newLabels, seed: 5, context: context)
+        #expect(r.keptLabels == ["surfing", "juggling"] && r.newLabels == ["dancing", "playing drums"])
+        let words = ["a", "dancing", "drums", "juggling", "of", "playing", "surfing", "video"]
+        #expect(r.keptWords == 6 && r.newWords == 2)
+
+        let model = try ModelFile.load(path: out, context: context)
+        #expect(model.labels == newLabels && model.configuration.classes == 4)
+        #expect(model.configuration.cmlm?.words == words)
+        #expect(!model.configuration.vcHeadTrained)
+        let before = try SafeTensorsFile(path: fresh), after = try SafeTensorsFile(path: out)
+        func rows(_ file: SafeTensorsFile, _ name: String) throws -> [[Float]] {
+            let shape = file.info(name)!.shape, values = try file.floats(name)
+            let width = shape.dropFirst().reduce(1, *)
+            return (0..<shape[0]).map { Array(values[$0 * width..<($0 + 1) * width]) }
+        }
+        let vc = M2CLIPNames.videoClassifier.weight, decoder = M2CLIPNames.MLMHead.decoderWeight
+        let oldVC = try rows(before, vc), newVC = try rows(after, vc)
+        #expect(newVC[0] == oldVC[1] && newVC[2] == oldVC[0], "surfing and juggling keep their rows")
+        #expect(!oldVC.contains(newVC[1]) && !oldVC.contains(newVC[3]), "new labels start fresh")
+        let bound = 1 / Float(Self.clip.vision.encoder.hiddenSize).squareRoot()
+        #expect(newVC[1].allSatisfy { abs($0) <= bound } && Set(newVC[1]).count > 1)
+        let oldDecoder = try rows(before, decoder), newDecoder = try rows(after, decoder)
+        for (k, word) in words.enumerated() {
+            if let i = Self.words.firstIndex(of: word) {
+                #expect(newDecoder[k] == oldDecoder[i], "\(word) keeps its decoder row")
+            } else {
+                #expect(!oldDecoder.contains(newDecoder[k]), "\(word) starts fresh")
+            }
+        }
+        for name in before.names where ![vc, M2CLIPNames.videoClassifier.bias, decoder, M2CLIPNames.MLMHead.decoderBias,
+                                         M2CLIPNames.labelTextEmbeddings].contains(name) {
+            #expect(Array(try before.bytes(name)) == Array(try after.bytes(name)), "\(name) copied")
+        }
+        // the embeddings are the new labels' prompts through the text tower
+        let original = try ModelFile.load(path: fresh, context: context)
+        let expected = try original.labelEmbedding("playing drums", context: context)
+        #expect(Array(model.labelEmbeddings.array[3 * expected.count..<4 * expected.count]) == expected)
+
+        #expect(throws: CheckpointError.self) {
+            try ModelFile.relabel(base: fresh, to: path("twice.m2c"), labels: ["a", "a"], seed: 0, context: context)
+        }
+    }
 }

@@ -124,6 +124,12 @@ public final class M2CLIPModel: @unchecked Sendable {
         configuration = c
     }
 
+    /// Replaces the configuration (a relabelled model file's, whose heads were resized on
+    /// disk: the loaded VC head is stale until the file is loaded again).
+    package func reconfigure(_ c: M2CLIPConfiguration) {
+        configuration = c
+    }
+
     /// Sets labels with embeddings computed elsewhere (tests feeding token ids directly).
     func setLabels(_ labels: [String], embeddings: [[Float]]) {
         self.labels = labels

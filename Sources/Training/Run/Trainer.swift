@@ -280,6 +280,12 @@ public final class Trainer: @unchecked Sendable {
     public func writeModel(to path: String) throws {
         var replacing: [String: (shape: [Int], values: [Float])] = [:]
         for t in optimizer.state.tensors { replacing[t.name] = (t.shape, t.value) }
+        // a VC head trained with its loss is what classify and m2clipd score with by default
+        var c = model.model.configuration
+        if c.classes > 0 && model.lossWeights.vc > 0 && !c.vcHeadTrained {
+            c.vcHeadTrained = true
+            model.model.reconfigure(c)
+        }
         try ModelFile.write(path: path, base: baseModel, replacing: replacing, model: model.model)
     }
 }
