@@ -1,5 +1,4 @@
 import Foundation
-import Ops
 
 /// A small, fast, seedable generator (SplitMix64) for reproducible random inputs.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
@@ -12,6 +11,17 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+
+    /// A seed from several values, each folded in through SplitMix64's output function:
+    /// distinct tuples give unrelated seeds (every counter-keyed draw of the trainer).
+    public static func mix(_ values: UInt64...) -> UInt64 {
+        var hash: UInt64 = 0x243F_6A88_85A3_08D3
+        for value in values {
+            var generator = SplitMix64(seed: hash ^ value)
+            hash = generator.next()
+        }
+        return hash
     }
 
     /// A standard normal sample (Box–Muller).

@@ -36,12 +36,14 @@ extension TrainingModel {
     /// trainable parameter), the accumulated gradients and the loader's queue; the MLP
     /// recompute only when no micro-batch fits without it. Saved activations get 25 % on top
     /// for the backward's transient buffers. Nil: not even one clip fits.
-    public func plan(budget: Int, effectiveBatch: Int, frames: Int, queueClips: Int,
+    /// - Parameter resident: the bytes resident before training (default: the process's RSS
+    ///   after the probe).
+    public func plan(budget: Int, effectiveBatch: Int, frames: Int, queueClips: Int, resident: Int? = nil,
                      context: ComputeContext) -> MemoryPlan? {
         let side = model.configuration.clip.vision.imageSize, channels = model.configuration.clip.vision.channels
         let clipPixels = 4 * frames * channels * side * side
-        let fixed = (ProcessStats.rssBytes() ?? 0) + 4 * trainableParameters * 4 + queueClips * clipPixels
         let perClip = activationBytesPerClip(frames: frames, context: context)
+        let fixed = (resident ?? ProcessStats.rssBytes() ?? 0) + 4 * trainableParameters * 4 + queueClips * clipPixels
         for recompute in [false, true] {
             let each = (recompute ? perClip.recomputed : perClip.kept) * 5 / 4 + clipPixels
             for b in stride(from: effectiveBatch, through: 1, by: -1) where effectiveBatch % b == 0 {

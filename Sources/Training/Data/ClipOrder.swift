@@ -15,7 +15,7 @@ public enum ClipOrder: Sendable, Equatable {
 
     /// Indices into `labels` (one per clip of the list) for epoch `epoch`.
     public func indices(labels: [Int], seed: UInt64, epoch: Int) -> [Int] {
-        var generator = SplitMix64(seed: ClipOrder.mix(seed, ClipOrder.orderDomain, UInt64(bitPattern: Int64(epoch))))
+        var generator = SplitMix64(seed: SplitMix64.mix(seed, ClipOrder.orderDomain, UInt64(bitPattern: Int64(epoch))))
         switch self {
         case .sequential:
             return Array(labels.indices)
@@ -41,20 +41,9 @@ public enum ClipOrder: Sendable, Equatable {
 
     /// The seed of the clip at `position` of epoch `epoch`'s order.
     public static func clipSeed(seed: UInt64, epoch: Int, position: Int) -> UInt64 {
-        mix(seed, clipDomain, UInt64(bitPattern: Int64(epoch)), UInt64(bitPattern: Int64(position)))
+        SplitMix64.mix(seed, clipDomain, UInt64(bitPattern: Int64(epoch)), UInt64(bitPattern: Int64(position)))
     }
 
     private static let orderDomain: UInt64 = 0x6F72_6465_7200_0000 // "order"
     private static let clipDomain: UInt64 = 0x636C_6970_0000_0000 // "clip"
-
-    /// Each value folded in through SplitMix64's output function: distinct tuples give
-    /// unrelated seeds.
-    static func mix(_ values: UInt64...) -> UInt64 {
-        var hash: UInt64 = 0x243F_6A88_85A3_08D3
-        for value in values {
-            var generator = SplitMix64(seed: hash ^ value)
-            hash = generator.next()
-        }
-        return hash
-    }
 }

@@ -172,7 +172,7 @@ public final class Trainer: @unchecked Sendable {
             let improved = report.map { r in state.bestTop1.map { r.top1 > $0 } ?? true } ?? false
             try writeModel(to: lastModelPath)
             if improved, let report {
-                try writeModel(to: bestModelPath)
+                try keepLastModelAsBest()
                 state.bestTop1 = report.top1
                 state.bestEpoch = epoch
             }
@@ -206,7 +206,7 @@ public final class Trainer: @unchecked Sendable {
             let waitStart = DispatchTime.now().uptimeNanoseconds
             guard let data = train.nextBatch() else { break }
             waited += Double(DispatchTime.now().uptimeNanoseconds - waitStart) / 1e9
-            batches.append(makeBatch(data, seed: Self.seed(options.seed, UInt64(state.step), UInt64(batches.count))))
+            batches.append(makeBatch(data, seed: Self.seed(.masking, options.seed, state.step, batches.count)))
             sources += data.sources
             end = data.endPosition
         }
@@ -214,7 +214,7 @@ public final class Trainer: @unchecked Sendable {
         let terms = model.accumulateGradients(batches, context: context) { k in
             self.options.dropout > 0
                 ? Dropout(probability: self.options.dropout,
-                          seed: Self.seed(self.options.seed, UInt64(state.step), UInt64(k)) ^ 0xD50) : nil
+                          seed: Self.seed(.dropout, self.options.seed, state.step, k)) : nil
         }
         let at = "step \(state.step + 1) (epoch \(state.epoch + 1), clips \(sources.joined(separator: ", ")))"
         guard terms.total.isFinite else {
@@ -253,10 +253,15 @@ public final class Trainer: @unchecked Sendable {
                              inputIDs: ids, mlmLabels: masks ? mlm : nil)
     }
 
-    /// A seed for the draws of (step, micro-batch) — the same whether the run was resumed or not.
-    static func seed(_ base: UInt64, _ a: UInt64, _ b: UInt64) -> UInt64 {
-        var rng = SplitMix64(seed: base ^ (a &* 0x9E37_79B9_7F4A_7C15) ^ (b &* 0xC2B2_AE3D_27D4_EB4F))
-        return rng.next()
+    /// What a step draws at random, each from its own stream.
+    enum Draw: UInt64 {
+        case masking = 0x6D61_736B_0000_0000 // "mask"
+        case dropout = 0x6472_6F70_0000_0000 // "drop"
+    }
+
+    /// The seed of `draw` for (step, micro-batch): the same whether the run was resumed or not.
+    static func seed(_ draw: Draw, _ base: UInt64, _ step: Int, _ microBatch: Int) -> UInt64 {
+        SplitMix64.mix(base, draw.rawValue, UInt64(step), UInt64(microBatch))
     }
 
     private func check(_ saved: TrainingState) throws {
@@ -274,6 +279,19 @@ public final class Trainer: @unchecked Sendable {
     private func saveCheckpoint(_ state: TrainingState) throws {
         try TrainingCheckpoint.write(path: checkpointPath, state: state, optimizer: optimizer)
         onProgress(.checkpoint(path: checkpointPath, epoch: state.epoch, position: state.position))
+    }
+
+    /// best.m2c becomes this epoch's model.m2c: a hard link renamed into place (model.m2c is
+    /// only ever replaced by rename, never rewritten, so the link keeps this epoch's bytes),
+    /// or a second write where the filesystem has no hard links. Atomic either way.
+    private func keepLastModelAsBest() throws {
+        let temporary = directory + "/.best.m2c.link-\(getpid())"
+        unlink(temporary)
+        if link(lastModelPath, temporary) == 0 {
+            if rename(temporary, bestModelPath) == 0 { return }
+            unlink(temporary)
+        }
+        try writeModel(to: bestModelPath)
     }
 
     /// The base model with the trained tensors and the new label embeddings.
