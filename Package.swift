@@ -101,5 +101,14 @@ let package = Package(
         .target(name: "ReferenceConfigs", dependencies: ["M2Model"], path: "Tests/Support/ReferenceConfigs"),
         .testTarget(name: "M2ModelTests", dependencies: ["M2Model", "ReferenceConfigs"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "M2Model", "Ops", "SafeTensors", "Video", "ReferenceConfigs"]),
+        // Every parser of outside input as a fuzz target; the suite replays the corpora in Fuzz/.
+        .target(name: "FuzzTargets", dependencies: ["SafeTensors", "M2Model", "Training", "Daemon", "Video", "Ops"]),
+        .testTarget(name: "FuzzCorpusTests", dependencies: ["FuzzTargets"]),
     ]
 )
+
+// The libFuzzer binary, only for scripts/fuzz.sh (M2CLIP_FUZZ=1): it has no main of its own.
+if Context.environment["M2CLIP_FUZZ"] != nil {
+    package.targets.append(.executableTarget(name: "m2clip-fuzz", dependencies: ["FuzzTargets"], path: "Fuzz/m2clip-fuzz"))
+    package.products.append(.executable(name: "m2clip-fuzz", targets: ["m2clip-fuzz"]))
+}

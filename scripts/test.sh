@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs system packages, builds, runs the Swift
 # test suite with the best kernels, again with every other x86 variant forced for the
-# kernel and parity tests, then the NEON kernels under qemu-aarch64, then m2clipd against
+# kernel and parity tests, then the NEON kernels under qemu-aarch64, a short fuzz of every
+# parser (libFuzzer + AddressSanitizer), then m2clipd against
 # the real vivid V4L2 driver in a small VM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,9 @@ done
 
 echo "== NEON kernels under qemu-aarch64"
 scripts/test-neon.sh
+
+echo "== fuzz: every parser 15 s under libFuzzer and AddressSanitizer (scripts/fuzz.sh; 600 s by hand)"
+scripts/fuzz.sh 15
 
 echo "== m2clipd on the vivid V4L2 driver in a VM (first run builds the VM kernel, ~5 min)"
 scripts/test-vivid.sh

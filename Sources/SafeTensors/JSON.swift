@@ -4,7 +4,7 @@
 // positions in errors, and a nesting limit so that a hostile "[[[[..." cannot exhaust the stack.
 
 /// A parsed JSON value. Numbers keep their source text; objects keep their key order.
-enum JSONValue {
+package enum JSONValue {
     case object([JSONMember])
     case array([JSONValue])
     case string(String)
@@ -38,18 +38,18 @@ enum JSONValue {
 }
 
 /// One key and value of a JSON object.
-struct JSONMember {
+package struct JSONMember {
     var key: String
     var value: JSONValue
 }
 
 /// Why the header text is not JSON, and where (byte offset into the header).
-struct JSONError: Error {
+package struct JSONError: Error {
     var message: String
     var offset: Int
 }
 
-struct JSONParser {
+package struct JSONParser {
     /// Objects and arrays nested deeper than this are rejected. A valid header needs 3.
     static let maximumDepth = 32
 
@@ -60,7 +60,7 @@ struct JSONParser {
     private init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
     /// Parses one value that fills `bytes` up to trailing whitespace.
-    static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONError) -> JSONValue {
+    package static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONError) -> JSONValue {
         var parser = JSONParser(bytes)
         parser.skipWhitespace()
         let value = try parser.parseValue()
