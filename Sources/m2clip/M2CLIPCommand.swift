@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 
 @main
@@ -8,6 +9,13 @@ struct M2CLIPCommand: ParsableCommand {
         subcommands: [ClassifyCommand.self, ConvertCommand.self, QuantizeCommand.self, InspectCommand.self,
                       LabelsCommand.self, EmbedCommand.self, SubscribeCommand.self, TrainCommand.self, EvalCommand.self,
                       BenchCommand.self, RandomCheckpointCommand.self, ExportCommand.self])
+
+    /// A write past a file-size limit (ulimit -f) fails with EFBIG and is reported, naming the
+    /// file, like any write error — instead of SIGXFSZ killing the process mid-run.
+    static func main() {
+        signal(SIGXFSZ, SIG_IGN)
+        main(nil)
+    }
 }
 
 /// Options every command that runs the engine shares.

@@ -22,10 +22,16 @@ import Testing
         var stderr: String
     }
 
-    func run(_ arguments: [String]) throws -> Run {
+    /// Runs m2clip with `arguments`, under `wrapper` (a command such as prlimit) when given.
+    func run(_ arguments: [String], under wrapper: [String] = []) throws -> Run {
         let process = Process()
-        process.executableURL = Self.binary
-        process.arguments = arguments
+        if wrapper.isEmpty {
+            process.executableURL = Self.binary
+            process.arguments = arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = wrapper + [Self.binary.path] + arguments
+        }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

@@ -85,25 +85,8 @@ import Testing
                       "--no-flip", "--threads", "2", "--workers", "2", "--json"]
 
         // SIGTERM after the first step: a checkpoint, exit 0, a "stopped" summary
-        let process = Process()
-        process.executableURL = CLITests.binary
-        process.arguments = common
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        var seen = Data()
-        let reader = out.fileHandleForReading
-        while !String(decoding: seen, as: UTF8.self).contains("\"type\":\"step\"") {
-            let chunk = reader.availableData
-            if chunk.isEmpty { break }
-            seen.append(chunk)
-        }
-        kill(process.processIdentifier, SIGTERM)
-        seen.append(reader.readDataToEndOfFile())
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        let stopped = String(decoding: seen, as: UTF8.self)
+        let (process, seen, stderr) = try Self.stopAfterFirstStep(common)
+        let stopped = seen
         #expect(process.terminationStatus == 0, "\(stderr)")
         #expect(stopped.contains("\"outcome\":\"stopped\""), "\(stopped)")
         #expect(FileManager.default.fileExists(atPath: s("run/checkpoint.safetensors")))
@@ -141,6 +124,58 @@ import Testing
         #expect(classify.status == 0, "\(classify.stderr)")
         #expect(classify.stdout.contains("\"head\":\"vc\"") || classify.stdout.contains("\"head\" : \"vc\""),
                 "the trained VC head scores by default: \(classify.stdout)")
+    }
+
+    /// Runs m2clip with `arguments` and sends SIGTERM once the first step is reported (--json);
+    /// the exited process, its stdout and its stderr.
+    static func stopAfterFirstStep(_ arguments: [String]) throws -> (Process, String, String) {
+        let process = Process()
+        process.executableURL = CLITests.binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        var seen = Data()
+        let reader = out.fileHandleForReading
+        while !String(decoding: seen, as: UTF8.self).contains("\"type\":\"step\"") {
+            let chunk = reader.availableData
+            if chunk.isEmpty { break }
+            seen.append(chunk)
+        }
+        kill(process.processIdentifier, SIGTERM)
+        seen.append(reader.readDataToEndOfFile())
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process, String(decoding: seen, as: UTF8.self), stderr)
+    }
+
+    /// A write that fails at the end of an epoch (a file-size limit below model.m2c's size, as a
+    /// full disk would) is reported naming the file; the checkpoint from before stays byte for
+    /// byte, no temporary file is left, and the run resumes once there is room.
+    @Test func aWriteErrorAtTheEpochEndKeepsTheCheckpoint() throws {
+        let s = try Scratch()
+        try Self.setUp(s, pairs: 2)
+        let common = ["train", "--model", s("base.m2c"), "--train", s("train"), "--out", s("run"), "--epochs", "2",
+                      "--batch", "2", "--threads", "2", "--workers", "1", "--json"]
+        let (first, _, firstErr) = try Self.stopAfterFirstStep(common)
+        #expect(first.terminationStatus == 0, "\(firstErr)")
+        let checkpoint = try #require(FileManager.default.contents(atPath: s("run/checkpoint.safetensors")))
+        let modelSize = try #require(try FileManager.default.attributesOfItem(atPath: s("base.m2c"))[.size] as? Int)
+        let limit = checkpoint.count + 64 << 10
+        #expect(limit < modelSize, "the limit lets the checkpoint through but not model.m2c")
+
+        let limited = try cli.run(common + ["--resume"], under: ["prlimit", "--fsize=\(limit)"])
+        #expect(limited.status != 0)
+        #expect(limited.stderr.contains("model.m2c") && limited.stderr.contains("cannot"), "\(limited.stderr)")
+        #expect(FileManager.default.contents(atPath: s("run/checkpoint.safetensors")) == checkpoint,
+                "the checkpoint from before is untouched")
+        let left = try FileManager.default.contentsOfDirectory(atPath: s("run")).filter { $0.contains(".tmp-") }
+        #expect(left.isEmpty, "no temporary file left: \(left)")
+
+        let resumed = try cli.run(common + ["--resume"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stdout.contains("\"outcome\":\"finished\""), "\(resumed.stdout)")
     }
 
     @Test func newLabelsTrainAResizedHeadAndResumeChecksThem() throws {
