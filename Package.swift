@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "CV4L2", "V4L2Testing", "NetworkTesting"]),
         // Runs the built m2clip binary as a separate process.
-        .testTarget(name: "CLITests", dependencies: ["m2clip", "m2clipd"]),
+        .testTarget(name: "CLITests", dependencies: ["m2clip", "m2clipd", "NetworkTesting"]),
         // Fixtures live in Tests/Fixtures and are found from #filePath.
         .target(name: "ReferenceConfigs", dependencies: ["M2Model"], path: "Tests/Support/ReferenceConfigs"),
         .testTarget(name: "M2ModelTests", dependencies: ["M2Model", "ReferenceConfigs"]),
