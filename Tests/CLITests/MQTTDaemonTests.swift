@@ -89,7 +89,7 @@ struct MQTTDaemonTests {
             return condition(messages)
         }
 
-        /// SIGKILL: mosquitto_sub started by Process does not always exit on SIGTERM.
+        /// SIGKILL: SIGTERM is blocked in children of the test process (see `retained`).
         func stop() {
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
@@ -98,19 +98,26 @@ struct MQTTDaemonTests {
         deinit { stop() }
     }
 
-    /// The retained payload of `topic` on the broker (nil: none within 3 s).
+    /// The retained payload of `topic` on the broker (nil: none within 2 s). The wait is ours:
+    /// children of the test process inherit its blocked signals, so mosquitto_sub's own -W
+    /// timer (SIGALRM) and SIGTERM do not reach it; SIGKILL does.
     static func retained(_ topic: String, port: UInt16) throws -> String? {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("m2clip-retained-\(UUID().uuidString)")
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: output) }
         let sub = Process()
         sub.executableURL = URL(fileURLWithPath: "/usr/bin/mosquitto_sub")
-        sub.arguments = ["-h", "127.0.0.1", "-p", "\(port)", "-t", topic, "-C", "1", "-W", "3", "--retained-only"]
-        let out = Pipe()
-        sub.standardOutput = out
+        sub.arguments = ["-h", "127.0.0.1", "-p", "\(port)", "-t", topic, "-C", "1", "--retained-only"]
+        sub.standardOutput = try FileHandle(forWritingTo: output)
         sub.standardError = FileHandle.nullDevice
         try sub.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
+        let deadline = Date().addingTimeInterval(2)
+        while sub.isRunning && Date() < deadline { usleep(20_000) }
+        let timedOut = sub.isRunning
+        if timedOut { kill(sub.processIdentifier, SIGKILL) }
         sub.waitUntilExit()
-        guard sub.terminationStatus == 0 else { return nil }
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+        guard !timedOut, sub.terminationStatus == 0 else { return nil }
+        return try String(contentsOf: output, encoding: .utf8).trimmingCharacters(in: .newlines)
     }
 
     static func publish(_ topic: String, _ payload: String, port: UInt16) throws {
@@ -355,6 +362,39 @@ struct MQTTDaemonTests {
         #expect(daemon.stop() == 0)
         let summary = try #require(daemon.text.split(separator: "\n").last { $0.contains("message(s) sent") })
         #expect(!summary.contains(" 0 dropped"), "\(summary)")
+    }
+
+    /// SIGHUP with the camera renamed: Home Assistant gets the old camera's components with
+    /// only their platform (removal) and the new one's in full; the old state topics lose their
+    /// retained payloads.
+    @Test func reloadRemovesDroppedCamerasFromDiscoveryAndTheBroker() throws {
+        let dir = try setUp(mqtt: "host: 127.0.0.1\nport: PORT\nhome_assistant: true\nclient_id: m2clipd-reload")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let broker = try Broker(directory: dir)
+        try Self.point(dir, at: broker)
+        let sub = try Subscriber(port: broker.port, topics: ["homeassistant/#"], directory: dir)
+        let daemon = try Daemon(dir)
+        #expect(daemon.wait(20, for: "mqtt: connected"), "\(daemon.text)")
+        #expect(try Self.retained("m2clip/front/surfing", port: broker.port) != nil)
+        let config = dir.appendingPathComponent("m2clipd.yaml")
+        try String(contentsOf: config, encoding: .utf8).replacingOccurrences(of: "id: front", with: "id: back")
+            .write(to: config, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        #expect(daemon.wait(10, for: "reloaded"), "\(daemon.text)")
+        let topic = "homeassistant/device/m2clipd-reload/config"
+        #expect(sub.wait(10) { m in m.filter { $0.topic == topic }.count >= 2 })
+        #expect(try Self.retained("m2clip/front/surfing", port: broker.port) == nil, "old label state still retained")
+        #expect(try Self.retained("m2clip/front/status", port: broker.port) == nil, "old camera status still retained")
+        #expect(try Self.retained("m2clip/back/surfing", port: broker.port) != nil)
+        #expect(daemon.stop() == 0)
+        sub.stop()
+        let last = Self.json(try #require(sub.payloads(topic).last))
+        let components = try #require(last["components"] as? [String: [String: Any]])
+        #expect(components["front_action"].map { Set($0.keys) } == ["platform"], "\(components.keys.sorted())")
+        #expect(components["front_label_juggling"]?["platform"] as? String == "binary_sensor")
+        #expect(components["front_label_juggling"]?.count == 1)
+        #expect(components["back_action"]?["event_types"] as? [String] == ["juggling", "surfing"])
+        #expect(components["back_status"]?["state_topic"] as? String == "m2clip/back/status")
     }
 
     @Test func passwordFromAFileAndARefusedPassword() throws {
