@@ -22,10 +22,11 @@ struct MQTTDaemonTests {
         let directory: URL
         private var server: ServerProcess?
 
-        init(directory: URL, port: UInt16 = closedPort(), passwords: [String: String] = [:]) throws {
+        /// - Parameter settings: more mosquitto.conf lines for the listener (TLS files).
+        init(directory: URL, port: UInt16 = closedPort(), passwords: [String: String] = [:], settings: String = "") throws {
             self.port = port
             self.directory = directory
-            var conf = "listener \(port) 127.0.0.1\npersistence false\n"
+            var conf = "listener \(port) 127.0.0.1\npersistence false\n" + settings
             if passwords.isEmpty {
                 conf += "allow_anonymous true\n"
             } else {
@@ -395,6 +396,35 @@ struct MQTTDaemonTests {
         #expect(components["front_label_juggling"]?.count == 1)
         #expect(components["back_action"]?["event_types"] as? [String] == ["juggling", "surfing"])
         #expect(components["back_status"]?["state_topic"] as? String == "m2clip/back/status")
+    }
+
+    /// A TLS listener with a certificate from a CA made here: m2clipd connects with `ca_file`.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl"), "openssl is not installed"))
+    func tlsWithACAFile() throws {
+        let dir = try setUp(mqtt: "host: 127.0.0.1\nport: PORT\ntls: {ca_file: ca.pem}")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func openssl(_ arguments: String) throws {
+            let tool = Process()
+            tool.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+            tool.arguments = arguments.split(separator: " ").map(String.init)
+            tool.currentDirectoryURL = dir
+            tool.standardOutput = FileHandle.nullDevice
+            tool.standardError = FileHandle.nullDevice
+            try tool.run()
+            tool.waitUntilExit()
+            #expect(tool.terminationStatus == 0, "openssl \(arguments)")
+        }
+        try "subjectAltName=IP:127.0.0.1,DNS:localhost\n".write(to: dir.appendingPathComponent("ext.cnf"), atomically: true, encoding: .utf8)
+        try openssl("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=m2clip-test-CA")
+        try openssl("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost")
+        try openssl("x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile ext.cnf")
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: dir.appendingPathComponent("server.key").path)
+        let broker = try Broker(directory: dir, settings: "cafile \(dir.path)/ca.pem\ncertfile \(dir.path)/server.pem\nkeyfile \(dir.path)/server.key\n")
+        try Self.point(dir, at: broker)
+        let daemon = try Daemon(dir)
+        #expect(daemon.wait(20, for: "mqtt: connected"), "\(daemon.text)")
+        #expect(daemon.stop() == 0)
+        #expect(daemon.text.contains(" 0 unsent at shutdown"), "\(daemon.text)")
     }
 
     @Test func passwordFromAFileAndARefusedPassword() throws {
