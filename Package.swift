@@ -42,6 +42,13 @@ let package = Package(
             pkgConfig: "libv4l2",
             providers: [.apt(["libv4l-dev"])]
         ),
+        // Eclipse Mosquitto's MQTT client (libmosquitto) from Debian's libmosquitto-dev.
+        .systemLibrary(
+            name: "CMosquitto",
+            path: "Sources/CMosquitto",
+            pkgConfig: "libmosquitto",
+            providers: [.apt(["libmosquitto-dev"])]
+        ),
         // Tensors, thread pool and fp32 ops as Swift wrappers over CKernels.
         .target(name: "Ops", dependencies: ["CKernels"]),
         // The safetensors format: validated mmap reader and writer.
@@ -64,10 +71,10 @@ let package = Package(
         .target(name: "Quantization", dependencies: ["M2Model", "Video", "SafeTensors"]),
         // Video → model → answers: classification of files (later: the daemon's pipelines).
         .target(name: "Pipeline", dependencies: ["M2Model", "Video"]),
-        // m2clipd as a library: configuration, camera pipelines, event bus, socket server.
+        // m2clipd as a library: configuration, camera pipelines, event bus, socket server, MQTT.
         .target(
             name: "Daemon",
-            dependencies: ["Pipeline", "M2Model", "Video", .product(name: "Yams", package: "Yams")]
+            dependencies: ["Pipeline", "M2Model", "Video", "CMosquitto", .product(name: "Yams", package: "Yams")]
         ),
         .executableTarget(name: "m2clipd", dependencies: [
             "Daemon", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -96,7 +103,7 @@ let package = Package(
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "CV4L2", "V4L2Testing", "NetworkTesting"]),
         // Runs the built m2clip binary as a separate process.
-        .testTarget(name: "CLITests", dependencies: ["m2clip", "m2clipd"]),
+        .testTarget(name: "CLITests", dependencies: ["m2clip", "m2clipd", "NetworkTesting"]),
         // Fixtures live in Tests/Fixtures and are found from #filePath.
         .target(name: "ReferenceConfigs", dependencies: ["M2Model"], path: "Tests/Support/ReferenceConfigs"),
         .testTarget(name: "M2ModelTests", dependencies: ["M2Model", "ReferenceConfigs"]),

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(pkg-config gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
           libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg systemd
-          libv4l-dev v4l-utils)
+          libv4l-dev v4l-utils libmosquitto-dev mosquitto mosquitto-clients)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -16,6 +16,15 @@ if ((${#missing[@]})); then
     sudo=""
     [[ $(id -u) -eq 0 ]] || sudo="sudo"
     $sudo apt-get update -qq
+    # policy-rc.d exit 101: packages (mosquitto) install without starting their services; the
+    # MQTT tests start their own broker on a free port, and a host without systemd running
+    # would fail the postinst otherwise.
+    policy=/usr/sbin/policy-rc.d
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+        $sudo chmod 755 "$policy"
+        trap '$sudo rm -f "$policy"' EXIT
+    fi
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 

@@ -19,6 +19,8 @@ public final class DaemonRuntime: @unchecked Sendable {
     let engine: InferenceEngine
     let bus: EventBus
     let server: SocketServer
+    /// nil without an `mqtt:` section.
+    let mqtt: MQTTPublisher?
     private var pipelines: [CameraPipeline] = []
     private let lock = NSLock()
     private let stopped = DispatchSemaphore(value: 0)
@@ -38,6 +40,11 @@ public final class DaemonRuntime: @unchecked Sendable {
                                      "a network stream, but \(problem); under systemd, install "
                                          + "systemd/m2clipd-network.conf as a drop-in")
         }
+        if let mqtt = configuration.mqtt, let problem = NetworkAccess.problem(reaching: mqtt.host) {
+            throw ConfigurationError(file: path, field: "mqtt.host",
+                                     "an MQTT broker, but \(problem); under systemd, install "
+                                         + "systemd/m2clipd-network.conf as a drop-in")
+        }
         return configuration
     }
 
@@ -50,6 +57,16 @@ public final class DaemonRuntime: @unchecked Sendable {
         let model = try ModelFile.load(path: configuration.model, context: context)
         engine = InferenceEngine(model: model, context: context)
         bus = EventBus(epoch: UUID().uuidString.lowercased(), ringCapacity: 4096)
+        if let settings = configuration.mqtt {
+            let publisher = MQTTPublisher(
+                configuration: settings, cameras: [], version: Self.version,
+                makeTransport: { try MosquittoClient(configuration: settings, will: MQTTPublisher.will(settings)) },
+                log: { FileHandle.standardError.write(Data("m2clipd: \($0)\n".utf8)) })
+            bus.tap { publisher.offer($0) }
+            mqtt = publisher
+        } else {
+            mqtt = nil
+        }
         let hello = DaemonEvent.Hello(daemon: "m2clipd", version: Self.version, model: configuration.model,
                                       cameras: configuration.cameras.map(\.id), labels: model.labels.count)
         if let fd = SocketActivation.listeningFD() {
@@ -64,6 +81,10 @@ public final class DaemonRuntime: @unchecked Sendable {
     public func run() throws {
         for sig in [SIGTERM, SIGINT, SIGHUP] { signal(sig, SIG_IGN) }
         try startPipelines()
+        if let mqtt {
+            mqtt.update(cameras: watchedCameras)
+            mqtt.start()
+        }
         notifier.ready(status: statusLine)
         log("ready: \(statusLine), events on \(configuration.socket.path)")
         addSignal(SIGTERM) { [weak self] in self?.requestStop("SIGTERM") }
@@ -123,6 +144,10 @@ public final class DaemonRuntime: @unchecked Sendable {
         timers.forEach { $0.cancel() }
         stopPipelines(reason: "shutdown")
         publishStats()
+        if let mqtt {
+            let c = mqtt.stop(timeout: min(configuration.shutdownTimeoutSeconds, 3))
+            log("mqtt: \(c.sent) message(s) sent, \(c.dropped) dropped, \(c.unsent) unsent at shutdown")
+        }
         bus.finishAll()
         server.stop()
         log("stopped")
@@ -133,14 +158,16 @@ public final class DaemonRuntime: @unchecked Sendable {
     private func reload() {
         do {
             let next = try Self.loadRunnable(path: configurationPath)
-            guard next.model == configuration.model, next.socket == configuration.socket else {
-                log("reload: model or socket changed; restart the service to apply that (cameras kept)")
+            guard next.model == configuration.model, next.socket == configuration.socket,
+                  next.mqtt == configuration.mqtt else {
+                log("reload: model, socket or mqtt changed; restart the service to apply that (cameras kept)")
                 return
             }
             notifier.notify("RELOADING=1")
             stopPipelines(reason: "reload")
             configuration = next
             try startPipelines()
+            mqtt?.update(cameras: watchedCameras)
             notifier.notify("READY=1\nSTATUS=\(statusLine)")
             log("reloaded: \(statusLine)")
         } catch {
@@ -151,7 +178,12 @@ public final class DaemonRuntime: @unchecked Sendable {
 
     private func publishStats() {
         let cameras = lock.withLock { pipelines }.map { $0.stats() }
-        bus.publish(.stats(.init(cameras: cameras)))
+        bus.publish(.stats(.init(cameras: cameras, mqtt: mqtt?.counters)))
+    }
+
+    /// The running cameras and the labels each scores, for the MQTT publisher.
+    private var watchedCameras: [MQTTPublisher.Camera] {
+        lock.withLock { pipelines }.map { MQTTPublisher.Camera(id: $0.camera.id, labels: $0.scorer.labels) }
     }
 
     /// WATCHDOG=1 only while frames and windows move (or no camera is left running).

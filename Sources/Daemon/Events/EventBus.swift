@@ -16,6 +16,7 @@ public final class EventBus: @unchecked Sendable {
     private var ringHead = 0
     private var seq: UInt64 = 0
     private var subscribers: [ObjectIdentifier: Subscription] = [:]
+    private var taps: [@Sendable (DaemonEvent) -> Void] = []
 
     public init(epoch: String, ringCapacity: Int) {
         precondition(ringCapacity > 0, "EventBus ringCapacity must be positive, got \(ringCapacity)")
@@ -61,7 +62,14 @@ public final class EventBus: @unchecked Sendable {
             ringHead = (ringHead + 1) % ringCapacity
         }
         for sub in subscribers.values { sub.offer(entry) }
+        for tap in taps { tap(event) }
         return seq
+    }
+
+    /// Hands every published event to `handler` in seq order, under the publication lock: it
+    /// must only queue the event (the MQTT publisher does), never block or publish.
+    public func tap(_ handler: @escaping @Sendable (DaemonEvent) -> Void) {
+        lock.withLock { taps.append(handler) }
     }
 
     /// The `hello` line for a new connection and the `latest_seq` it carries (resume from

@@ -133,6 +133,7 @@ extension DaemonConfiguration {
             }
             cameras[i] = camera
         }
+        try mqtt?.validate(cameras: cameras, resolve: resolve, fail: fail)
     }
 
     static func fieldPath(_ keys: [CodingKey]) -> String {
