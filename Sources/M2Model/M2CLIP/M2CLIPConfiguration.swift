@@ -49,6 +49,9 @@ public struct M2CLIPConfiguration: Codable, Sendable, Equatable {
         func check(_ ok: Bool, _ field: String, _ why: String) throws {
             if !ok { throw CheckpointError(file: source, "field \(field): \(why)") }
         }
+        // the CLIP sizes first: a model file's metadata is as untrusted as a config.json
+        // (a zero patch size there once reached a division below; found by fuzzing)
+        try clip.validate(file: source)
         let layers = clip.vision.encoder.layers
         try check(ted.layers.allSatisfy { (0..<layers).contains($0) }, "ted.layers",
                   "\(ted.layers) has a layer outside 0..<\(layers)")
