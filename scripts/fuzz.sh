@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes m2clip's parsers with libFuzzer and AddressSanitizer (issue 11).
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     default: 600 s, every target
+# M2CLIP_FUZZ_SEED fixes libFuzzer's seed (the test command's short run uses 1); default: random.
 # Builds Fuzz/m2clip-fuzz (the FuzzTargets library, -sanitize=fuzzer,address) in .build-fuzz,
 # then runs each target for SECONDS on Fuzz/Corpus/TARGET. New inputs go to .build-fuzz/corpus
 # (not committed); a crash is written to .build-fuzz/crashes/TARGET/ and fails the script: copy it
@@ -27,7 +28,7 @@ for target in "${targets[@]}"; do
     mkdir -p "$corpus" "$crashes"
     echo "== $target: ${seconds} s"
     if ! M2CLIP_FUZZ_TARGET=$target ASAN_OPTIONS=detect_leaks=0 "$binary" -max_total_time="$seconds" \
-            -rss_limit_mb=2048 -max_len=65536 -timeout=20 -print_final_stats=1 \
+            -rss_limit_mb=2048 -max_len=65536 -timeout=20 -print_final_stats=1 -seed="${M2CLIP_FUZZ_SEED:-0}" \
             -artifact_prefix="$crashes/" "$corpus" "Fuzz/Corpus/$target" >".build-fuzz/$target.log" 2>&1; then
         failed+=("$target")
         grep -E "ERROR|==ERROR|Fatal error|SUMMARY|Test unit written" ".build-fuzz/$target.log" | head -8 || true
