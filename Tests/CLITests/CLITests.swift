@@ -22,6 +22,19 @@ import Testing
         var stderr: String
     }
 
+    /// An untrained tiny model over "juggling" and "surfing" (4 frames) at `dir`/tiny.m2c, made
+    /// through the CLI; its URL.
+    static func makeTinyModel(in dir: URL) throws -> URL {
+        let cli = CLITests()
+        #expect(try cli.run(["random-checkpoint", "--preset", "tiny", "--out", dir.appendingPathComponent("clip").path]).status == 0)
+        try "juggling\nsurfing\n".write(to: dir.appendingPathComponent("labels.txt"), atomically: true, encoding: .utf8)
+        let convert = try cli.run(["convert", "--hf", dir.appendingPathComponent("clip").path, "--labels",
+                                   dir.appendingPathComponent("labels.txt").path, "--frames", "4",
+                                   "--out", dir.appendingPathComponent("tiny.m2c").path])
+        #expect(convert.status == 0, "\(convert.stderr)")
+        return dir.appendingPathComponent("tiny.m2c")
+    }
+
     /// Runs m2clip with `arguments`, under `wrapper` (a command such as prlimit) when given.
     func run(_ arguments: [String], under wrapper: [String] = []) throws -> Run {
         let process = Process()

@@ -14,13 +14,7 @@ import Glibc
     func setUp() throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clipd-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let cli = CLITests()
-        #expect(try cli.run(["random-checkpoint", "--preset", "tiny", "--out", dir.appendingPathComponent("clip").path]).status == 0)
-        try "juggling\nsurfing\n".write(to: dir.appendingPathComponent("labels.txt"), atomically: true, encoding: .utf8)
-        let convert = try cli.run(["convert", "--hf", dir.appendingPathComponent("clip").path, "--labels",
-                                   dir.appendingPathComponent("labels.txt").path, "--frames", "4",
-                                   "--out", dir.appendingPathComponent("tiny.m2c").path])
-        #expect(convert.status == 0, "\(convert.stderr)")
+        _ = try CLITests.makeTinyModel(in: dir)
         let video = CLITests.fixtures.appendingPathComponent("video/phone_h264_rot90.mp4").path
         try """
         model: tiny.m2c

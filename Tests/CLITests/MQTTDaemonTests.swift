@@ -137,15 +137,9 @@ struct MQTTDaemonTests {
             if let modelFile { return modelFile }
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clipd-mqtt-model-\(getpid())")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            let cli = CLITests()
-            #expect(try cli.run(["random-checkpoint", "--preset", "tiny", "--out", dir.appendingPathComponent("clip").path]).status == 0)
-            try "juggling\nsurfing\n".write(to: dir.appendingPathComponent("labels.txt"), atomically: true, encoding: .utf8)
-            let convert = try cli.run(["convert", "--hf", dir.appendingPathComponent("clip").path, "--labels",
-                                       dir.appendingPathComponent("labels.txt").path, "--frames", "4",
-                                       "--out", dir.appendingPathComponent("tiny.m2c").path])
-            #expect(convert.status == 0, "\(convert.stderr)")
-            modelFile = dir.appendingPathComponent("tiny.m2c")
-            return modelFile!
+            let made = try CLITests.makeTinyModel(in: dir)
+            modelFile = made
+            return made
         }
     }
 

@@ -1,6 +1,5 @@
 import Foundation
 import Ops
-import SafeTensors
 
 extension ModelFile {
     /// What `relabel` kept and what starts fresh.
@@ -30,10 +29,7 @@ extension ModelFile {
         let old = model.configuration, oldLabels = model.labels
         let reader = try WeightReader(path: base)
         reader.widensSixteenBit = true
-        var rng = SplitMix64(seed: seed)
-        func uniform(_ count: Int, bound: Float) -> [Float] {
-            (0..<count).map { _ in (Float(rng.next() >> 40) / Float(1 << 24) * 2 - 1) * bound }
-        }
+        var fresh = Conversion.FreshWeights(store: TensorStore(origin: base), seed: seed)
         /// Rows of a (rows, width) weight and its bias for `keys`, kept where `oldKeys` has the key.
         func rows(_ weight: String, _ bias: String, oldKeys: [String], keys: [String], width: Int,
                   freshBias: Bool) throws -> [String: (shape: [Int], values: [Float])] {
@@ -47,8 +43,8 @@ extension ModelFile {
                     newW += w[i * width..<(i + 1) * width]
                     newB.append(b[i])
                 } else {
-                    newW += uniform(width, bound: bound)
-                    newB.append(freshBias ? uniform(1, bound: bound)[0] : 0)
+                    newW += fresh.uniform(width, bound: bound)
+                    newB.append(freshBias ? fresh.uniform(1, bound: bound)[0] : 0)
                 }
             }
             return [weight: ([keys.count, width], newW), bias: ([keys.count], newB)]
@@ -57,9 +53,8 @@ extension ModelFile {
         var c = old
         var replacing: [String: (shape: [Int], values: [Float])] = [:]
         let known = Set(oldLabels)
-        let summary = Relabelling(keptLabels: labels.filter { known.contains($0) },
-                                  newLabels: labels.filter { !known.contains($0) }, keptWords: 0, newWords: 0)
-        var result = summary
+        var result = Relabelling(keptLabels: labels.filter { known.contains($0) },
+                                 newLabels: labels.filter { !known.contains($0) }, keptWords: 0, newWords: 0)
         if old.classes > 0 {
             guard old.classes == oldLabels.count else {
                 throw CheckpointError(file: base, tensor: M2CLIPNames.videoClassifier.weight,
@@ -69,7 +64,7 @@ extension ModelFile {
             replacing.merge(try rows(name.weight, name.bias, oldKeys: oldLabels, keys: labels,
                                      width: old.clip.vision.encoder.hiddenSize, freshBias: true)) { $1 }
             c.classes = labels.count
-            c.vcHeadTrained = old.vcHeadTrained && summary.newLabels.isEmpty
+            c.vcHeadTrained = old.vcHeadTrained && result.newLabels.isEmpty
         }
         if let cmlm = old.cmlm {
             let words = MLMVocabulary.words(labels: labels, promptTemplate: old.promptTemplate)
@@ -84,17 +79,7 @@ extension ModelFile {
         try model.setLabels(labels, context: context)
         model.reconfigure(c)
 
-        let source = reader.source as! SafeTensorsFile
-        var writer = SafeTensorsWriter()
-        for name in source.names where name != M2CLIPNames.labelTextEmbeddings {
-            if let new = replacing[name] {
-                try writer.add(name: name, shape: new.shape, floats: new.values)
-            } else {
-                let info = source.info(name)!
-                try writer.add(name: name, dtype: info.dtype, shape: info.shape, bytes: try source.bytes(name))
-            }
-        }
-        try finish(&writer, model: model, path: path)
+        try write(path: path, base: base, replacing: replacing, reshaping: true, model: model)
         return result
     }
 }

@@ -86,6 +86,13 @@ public enum ModelFile {
     /// for byte: a trained model from the model it started from. Atomic, like every write.
     public static func write(path: String, base: String, replacing: [String: (shape: [Int], values: [Float])],
                              model: M2CLIPModel) throws {
+        try write(path: path, base: base, replacing: replacing, reshaping: false, model: model)
+    }
+
+    /// `write(path:base:replacing:model:)`; with `reshaping`, a replaced tensor may change its
+    /// shape (a resized head).
+    static func write(path: String, base: String, replacing: [String: (shape: [Int], values: [Float])],
+                      reshaping: Bool, model: M2CLIPModel) throws {
         let source: SafeTensorsFile
         do {
             source = try SafeTensorsFile(path: base)
@@ -96,7 +103,7 @@ public enum ModelFile {
         for name in source.names where name != M2CLIPNames.labelTextEmbeddings {
             let info = source.info(name)!
             if let new = replacing[name] {
-                guard new.shape == info.shape else {
+                guard reshaping || new.shape == info.shape else {
                     throw CheckpointError(file: base, tensor: name, "has shape \(info.shape), the new values \(new.shape)")
                 }
                 try writer.add(name: name, shape: new.shape, floats: new.values)
