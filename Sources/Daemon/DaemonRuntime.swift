@@ -53,6 +53,7 @@ public final class DaemonRuntime: @unchecked Sendable {
         self.configurationPath = configurationPath
         let configuration = try Self.loadRunnable(path: configurationPath)
         self.configuration = configuration
+        try configuration.createStateDirectory()
         let context = try ComputeContext(threads: configuration.threads)
         let model = try ModelFile.load(path: configuration.model, context: context)
         engine = InferenceEngine(model: model, context: context)

@@ -90,6 +90,38 @@ import Testing
         if case .file(_, let loop) = config.cameras[0].source { #expect(!loop) } else { Issue.record("not a file source") }
     }
 
+    @Test func stateDirectoryFromTheFileOrSystemdAndCreatedOnlyOnStart() throws {
+        let scratch = try Scratch()
+        let dir = scratch.dir.standardizedFileURL.path
+        let base = """
+            model: model.m2c
+            socket: {path: events.sock}
+            cameras: [{id: a, source: {file: clip.mp4}}]
+            """
+        #expect(try DaemonConfiguration.parse(yaml: base, file: scratch.file, environment: [:]).stateDirectory == nil)
+        let systemd = try DaemonConfiguration.parse(yaml: base, file: scratch.file,
+                                                    environment: ["STATE_DIRECTORY": dir + ":/var/lib/other"])
+        #expect(systemd.stateDirectory == dir)
+
+        let relative = try DaemonConfiguration.parse(yaml: base + "\nstate_dir: state", file: scratch.file,
+                                                     environment: ["STATE_DIRECTORY": "/elsewhere"])
+        #expect(relative.stateDirectory == dir + "/state")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/state"), "validation must not create it")
+        #expect(try relative.createStateDirectory() == dir + "/state")
+        #expect(try relative.createStateDirectory() == dir + "/state", "an existing one is fine")
+        var isDirectory: ObjCBool = false
+        #expect(FileManager.default.fileExists(atPath: dir + "/state", isDirectory: &isDirectory) && isDirectory.boolValue)
+
+        for (value, message) in [("model.m2c", "is not a directory"), ("no/such/state", "is not a writable directory")] {
+            #expect {
+                try DaemonConfiguration.parse(yaml: base + "\nstate_dir: \(value)", file: scratch.file, environment: [:])
+            } throws: { error in
+                let e = error as? ConfigurationError
+                return e?.field == "state_dir" && e?.message.contains(message) == true
+            }
+        }
+    }
+
     /// (text to replace in `valid`, replacement, the error after "config <file>: ").
     static let mistakes: [(String, String, String)] = [
         ("threads: 2", "threads: 2\nworkers: 3", "workers: unknown key"),

@@ -20,12 +20,19 @@ extension DaemonConfiguration {
     }
 
     /// `load` on text already read; `file` names it in errors and anchors relative paths.
-    public static func parse(yaml: String, file: String) throws -> DaemonConfiguration {
+    /// - Parameter environment: where `$STATE_DIRECTORY` (systemd's `StateDirectory=`) is read
+    ///   when the file has no `state_dir`.
+    public static func parse(yaml: String, file: String,
+                             environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DaemonConfiguration {
         var config: DaemonConfiguration
         do {
             config = try YAMLDecoder().decode(DaemonConfiguration.self, from: yaml)
         } catch {
             throw translate(error, file: file)
+        }
+        if config.stateDirectory == nil, let fromSystemd = environment["STATE_DIRECTORY"] {
+            // systemd joins several StateDirectory= entries with ':'; the first is ours.
+            config.stateDirectory = fromSystemd.split(separator: ":").first.map(String.init)
         }
         try config.validate(file: file)
         return config
@@ -61,6 +68,24 @@ extension DaemonConfiguration {
         }
         guard (3...4).contains(socket.mode.count), socket.mode.allSatisfy({ ("0"..."7").contains($0) }) else {
             throw fail("socket.mode", "\"\(socket.mode)\" is not an octal mode like \"0660\"")
+        }
+
+        if let directory = stateDirectory {
+            // Checked, not created: validation has no side effects (`--check-config`, fuzzing);
+            // the daemon creates a missing one when it starts (`createStateDirectory`).
+            guard !directory.isEmpty else { throw fail("state_dir", "empty path") }
+            let resolved = resolve(directory)
+            if fm.fileExists(atPath: resolved, isDirectory: &isDirectory) {
+                guard isDirectory.boolValue else { throw fail("state_dir", "\(resolved) is not a directory") }
+                guard fm.isWritableFile(atPath: resolved) else { throw fail("state_dir", "\(resolved) is not writable") }
+            } else {
+                let parent = URL(fileURLWithPath: resolved).deletingLastPathComponent().path
+                guard fm.fileExists(atPath: parent, isDirectory: &isDirectory), isDirectory.boolValue,
+                      fm.isWritableFile(atPath: parent) else {
+                    throw fail("state_dir", "\(resolved) does not exist and \(parent) is not a writable directory to create it in")
+                }
+            }
+            stateDirectory = resolved
         }
 
         if let threads, threads < 1 { throw fail("threads", "must be at least 1 (got \(threads))") }
@@ -134,6 +159,21 @@ extension DaemonConfiguration {
             cameras[i] = camera
         }
         try mqtt?.validate(cameras: cameras, resolve: resolve, fail: fail)
+    }
+
+    /// Creates `stateDirectory` (mode 0750) when it is missing; returns it.
+    @discardableResult
+    public func createStateDirectory() throws -> String? {
+        guard let stateDirectory else { return nil }
+        do {
+            try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: false,
+                                                    attributes: [.posixPermissions: 0o750])
+        } catch CocoaError.fileWriteFileExists {
+        } catch where FileManager.default.fileExists(atPath: stateDirectory) {
+        } catch {
+            throw ConfigurationError(file: "", field: "state_dir", "cannot create \(stateDirectory) (\(error.localizedDescription))")
+        }
+        return stateDirectory
     }
 
     static func fieldPath(_ keys: [CodingKey]) -> String {

@@ -19,6 +19,7 @@ import Yams
 ///         thresholds: { start: 0.6, end: 0.4, min_duration_s: 1.0 }
 ///         labels: [opening door, closing door]   # optional, zero-shot only
 ///         stall_timeout_s: 5              # optional: no frame this long → camera.status stalled
+///     state_dir: /var/lib/m2clipd/door    # optional; default: systemd's $STATE_DIRECTORY
 ///     mqtt: { host: broker.lan, … }       # optional: see `MQTT`
 ///
 /// `load(path:)` rejects unknown keys and checks every value; errors name the file and the
@@ -31,11 +32,15 @@ public struct DaemonConfiguration: Codable, Sendable, Equatable {
     public var statsIntervalSeconds: Double
     public var shutdownTimeoutSeconds: Double
     public var cameras: [Camera]
+    /// Where the daemon keeps what outlives a run (event history, snapshots); created when
+    /// missing. nil when neither `state_dir` nor systemd's `$STATE_DIRECTORY` gives one.
+    public var stateDirectory: String?
     /// nil: no MQTT.
     public var mqtt: MQTT?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case model, socket, threads, cameras, mqtt
+        case stateDirectory = "state_dir"
         case statsIntervalSeconds = "stats_interval_s", shutdownTimeoutSeconds = "shutdown_timeout_s"
     }
 
@@ -175,6 +180,7 @@ extension DaemonConfiguration {
         statsIntervalSeconds = try c.decodeIfPresent(Double.self, forKey: .statsIntervalSeconds) ?? 10
         shutdownTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .shutdownTimeoutSeconds) ?? 5
         cameras = try c.decode([Camera].self, forKey: .cameras)
+        stateDirectory = try c.decodeIfPresent(String.self, forKey: .stateDirectory)
         mqtt = try c.decodeIfPresent(MQTT.self, forKey: .mqtt)
     }
 }
