@@ -88,6 +88,7 @@ let package = Package(
                 "Quantization",
                 "Training",
                 "Daemon",
+                "SafeTensors",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

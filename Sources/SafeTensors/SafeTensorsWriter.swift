@@ -128,12 +128,18 @@ public struct SafeTensorsWriter: Sendable {
             throw failure("header of \(header.count) bytes exceeds the limit of \(Header.maximumLength) bytes")
         }
 
-        // A hidden name next to the target keeps the final rename(2) within one filesystem.
+        for leftover in Self.removeLeftovers(of: path, calls: calls) {
+            WriteNotices.post("\(path): removed \(leftover), the partial file of an earlier write that was "
+                + "interrupted (process killed or machine down); \(base) itself was not touched by it")
+        }
+
+        // A hidden name next to the target keeps the final rename(2) within one filesystem; the
+        // writer's pid in it tells a later write whether it is a leftover (`removeLeftovers`).
         var temporary = ""
         var fd: Int32 = -1
         for attempt in 1...16 {
             let suffix = String(UInt64.random(in: .min ... .max), radix: 16)
-            temporary = joinPath(directory, ".\(base).tmp-\(suffix)")
+            temporary = joinPath(directory, ".\(base).tmp-\(currentProcessID)-\(suffix)")
             switch calls.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666) {
             case .success(let opened):
                 fd = opened
@@ -173,6 +179,26 @@ public struct SafeTensorsWriter: Sendable {
         if case .failure(let errno) = syncDirectory(directory) {
             throw failure("written, but cannot fsync directory \(directory): \(errno)")
         }
+    }
+
+    /// Removes the temporary files that writes of `path` left behind when their process died
+    /// mid-write (`.BASE.tmp-PID-…` whose PID no longer runs) and returns their names. The file at
+    /// `path` is never torn by such a write: it is only replaced, by rename(2), once whole.
+    @discardableResult
+    public static func removeLeftovers(of path: String) -> [String] {
+        removeLeftovers(of: path, calls: .live)
+    }
+
+    static func removeLeftovers(of path: String, calls: FileCalls) -> [String] {
+        let (directory, base) = splitPath(path)
+        let prefix = ".\(base).tmp-"
+        return directoryEntries(directory).filter { name in
+            guard name.hasPrefix(prefix) else { return false }
+            let rest = name.dropFirst(prefix.count)
+            guard let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]), pid > 0,
+                  !processExists(pid) else { return false }
+            return (try? calls.unlink(joinPath(directory, name)).get()) != nil
+        }.sorted()
     }
 
     // MARK: Private
@@ -250,4 +276,35 @@ private func splitPath(_ path: String) -> (directory: String, base: String) {
 
 private func joinPath(_ directory: String, _ name: String) -> String {
     directory.hasSuffix("/") ? directory + name : directory + "/" + name
+}
+
+/// Where the writer reports what it found and cleaned up (a leftover of an interrupted write);
+/// the CLI prints these. Without a handler they are dropped.
+public enum WriteNotices {
+    private static let handler = LockedHandler()
+
+    /// Replaces the handler (e.g. once at start: print to stderr).
+    public static func setHandler(_ body: (@Sendable (String) -> Void)?) { handler.set(body) }
+
+    static func post(_ message: String) { handler.get()?(message) }
+}
+
+/// A handler slot behind a pthread mutex (this module does not import Foundation).
+private final class LockedHandler: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    private var body: (@Sendable (String) -> Void)?
+
+    init() { pthread_mutex_init(&mutex, nil) }
+
+    func set(_ new: (@Sendable (String) -> Void)?) {
+        pthread_mutex_lock(&mutex)
+        body = new
+        pthread_mutex_unlock(&mutex)
+    }
+
+    func get() -> (@Sendable (String) -> Void)? {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return body
+    }
 }

@@ -147,3 +147,26 @@ func syncDirectory(_ path: String) -> Result<Void, Errno> {
     case .failure(let failure): return .failure(failure)
     }
 }
+
+/// The names in directory `path` but `.` and `..` (opendir(3)/readdir(3)); empty when it cannot
+/// be read.
+func directoryEntries(_ path: String) -> [String] {
+    guard let dir = opendir(path) else { return [] }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafePointer(to: entry.pointee.d_name) {
+            $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
+        }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+}
+
+/// Whether process `pid` exists: kill(2) with signal 0 (EPERM: it exists, not ours).
+func processExists(_ pid: Int32) -> Bool {
+    kill(pid, 0) == 0 || errno == EPERM
+}
+
+/// getpid(2).
+var currentProcessID: Int32 { getpid() }

@@ -1,5 +1,6 @@
 import Foundation
 import ArgumentParser
+import SafeTensors
 
 @main
 struct M2CLIPCommand: ParsableCommand {
@@ -12,8 +13,11 @@ struct M2CLIPCommand: ParsableCommand {
 
     /// A write past a file-size limit (ulimit -f) fails with EFBIG and is reported, naming the
     /// file, like any write error — instead of SIGXFSZ killing the process mid-run.
+    /// What a model or checkpoint write found and cleaned up (the partial file of a write that a
+    /// kill or crash interrupted) is said on stderr.
     static func main() {
         signal(SIGXFSZ, SIG_IGN)
+        WriteNotices.setHandler { FileHandle.standardError.write(Data("m2clip: note: \($0)\n".utf8)) }
         main(nil)
     }
 }

@@ -135,6 +135,29 @@ import Testing
         }
     }
 
+    @Test func leftoversOfKilledWritesAreRemovedAndSaid() throws {
+        try withTemporaryDirectory { directory throws in
+            let path = directory + "/model.m2c"
+            try writeFile(Array("previous".utf8), to: path)
+            // A writer killed mid-write (a pid that no process has), one still running (ours), and
+            // another file's leftover: only the first is removed.
+            let dead = ".model.m2c.tmp-2147483646-1f2e", live = ".model.m2c.tmp-\(getpid())-3c4d"
+            let other = ".other.m2c.tmp-2147483646-5e6f"
+            for name in [dead, live, other] { try writeFile(Array("partial".utf8), to: directory + "/" + name) }
+            let notices = Messages()
+            WriteNotices.setHandler { notices.append($0) }
+            defer { WriteNotices.setHandler(nil) }
+            var writer = SafeTensorsWriter()
+            try writer.add(name: "a", shape: [1], floats: [1])
+            try writer.write(to: path)
+            #expect(try directoryListing(directory) == [live, other, "model.m2c"].sorted())
+            #expect(try SafeTensorsFile(path: path).floats("a") == [1])
+            let said = notices.all.filter { $0.hasPrefix(path + ":") }
+            #expect(said.count == 1 && said[0].contains("removed \(dead)") && said[0].contains("interrupted"))
+            #expect(SafeTensorsWriter.removeLeftovers(of: path).isEmpty)
+        }
+    }
+
     @Test func temporaryNameCollisionsAreRetried() throws {
         try withTemporaryDirectory { directory throws in
             let path = directory + "/model.safetensors"
@@ -159,4 +182,12 @@ private final class Counter: @unchecked Sendable {
     func increment() -> Int { lock.withLock { count += 1; return count } }
 
     var value: Int { lock.withLock { count } }
+}
+
+/// Messages a `WriteNotices` handler received.
+private final class Messages: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [String] = []
+    func append(_ message: String) { lock.withLock { list.append(message) } }
+    var all: [String] { lock.withLock { list } }
 }
