@@ -121,6 +121,10 @@ public final class Trainer: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var state = TrainingState(options: options, baseModel: baseModel, trainClips: train.clipCount)
         if resume {
+            guard FileManager.default.fileExists(atPath: checkpointPath) else {
+                throw TrainingError("--resume: no checkpoint in \(directory) (\(checkpointPath) is missing: the run "
+                    + "stopped before its first checkpoint was written); start it again without --resume")
+            }
             let saved = try TrainingCheckpoint.readState(path: checkpointPath)
             try check(saved)
             state = try TrainingCheckpoint.restore(path: checkpointPath, into: optimizer)
@@ -164,17 +168,26 @@ public final class Trainer: @unchecked Sendable {
                 }
             }
             // ---- end of epoch: label embeddings with the new text adapters, validation, files
+            let lastStep = state
             state.epoch = epoch + 1
             state.position = 0
             try model.model.setLabels(model.model.labels, context: context)
             let report = validation.map { Evaluation.run(model: model.model, source: $0, frames: options.frames,
                                                          context: context) }
             let improved = report.map { r in state.bestTop1.map { r.top1 > $0 } ?? true } ?? false
-            try writeModel(to: lastModelPath)
-            if improved, let report {
-                try keepLastModelAsBest()
-                state.bestTop1 = report.top1
-                state.bestEpoch = epoch
+            do {
+                try writeModel(to: lastModelPath)
+                if improved, let report {
+                    try keepLastModelAsBest()
+                    state.bestTop1 = report.top1
+                    state.bestEpoch = epoch
+                }
+            } catch {
+                // A full disk must not cost the epoch: the checkpoint (a fraction of a model's
+                // size) keeps its last step, so --resume only redoes the epoch end.
+                throw TrainingError("\(error). " + ((try? saveCheckpoint(lastStep)) != nil
+                    ? "The epoch's training is kept in \(checkpointPath): make room and --resume to write the model files."
+                    : lastGood(lastStep)))
             }
             try saveCheckpoint(state)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - epochStart) / 1e9
