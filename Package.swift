@@ -19,6 +19,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // C compute core: scalar reference, x86 (AVX2, AVX-512) and Arm (NEON) variants,
@@ -49,6 +50,13 @@ let package = Package(
             pkgConfig: "libmosquitto",
             providers: [.apt(["libmosquitto-dev"])]
         ),
+        // systemd's journal client (libsystemd) from Debian's libsystemd-dev: m2clipd's log fields.
+        .systemLibrary(
+            name: "CSystemd",
+            path: "Sources/CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
         // Tensors, thread pool and fp32 ops as Swift wrappers over CKernels.
         .target(name: "Ops", dependencies: ["CKernels"]),
         // The safetensors format: validated mmap reader and writer.
@@ -74,7 +82,8 @@ let package = Package(
         // m2clipd as a library: configuration, camera pipelines, event bus, socket server, MQTT.
         .target(
             name: "Daemon",
-            dependencies: ["Pipeline", "M2Model", "Video", "CMosquitto", .product(name: "Yams", package: "Yams")]
+            dependencies: ["Pipeline", "M2Model", "Video", "CMosquitto", "CSystemd",
+                           .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(name: "m2clipd", dependencies: [
             "Daemon", .product(name: "ArgumentParser", package: "swift-argument-parser"),
