@@ -19,6 +19,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C compute core: scalar reference, x86 (AVX2, AVX-512) and Arm (NEON) variants,
@@ -74,7 +76,9 @@ let package = Package(
         // m2clipd as a library: configuration, camera pipelines, event bus, socket server, MQTT.
         .target(
             name: "Daemon",
-            dependencies: ["Pipeline", "M2Model", "Video", "CMosquitto", .product(name: "Yams", package: "Yams")]
+            dependencies: ["Pipeline", "M2Model", "Video", "CMosquitto", .product(name: "Yams", package: "Yams"),
+                           .product(name: "CoreMetrics", package: "swift-metrics"),
+                           .product(name: "Prometheus", package: "swift-prometheus")]
         ),
         .executableTarget(name: "m2clipd", dependencies: [
             "Daemon", .product(name: "ArgumentParser", package: "swift-argument-parser"),
