@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
         // C compute core: scalar reference, x86 (AVX2, AVX-512) and Arm (NEON) variants,
@@ -78,7 +79,8 @@ let package = Package(
             name: "Daemon",
             dependencies: ["Pipeline", "M2Model", "Video", "CMosquitto", .product(name: "Yams", package: "Yams"),
                            .product(name: "CoreMetrics", package: "swift-metrics"),
-                           .product(name: "Prometheus", package: "swift-prometheus")]
+                           .product(name: "Prometheus", package: "swift-prometheus"),
+                           .product(name: "FlyingFox", package: "FlyingFox")]
         ),
         .executableTarget(name: "m2clipd", dependencies: [
             "Daemon", .product(name: "ArgumentParser", package: "swift-argument-parser"),
