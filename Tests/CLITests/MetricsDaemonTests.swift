@@ -139,6 +139,29 @@ struct MetricsDaemonTests {
         #expect(!acceptsConnections(port: port), "the port closes with the daemon")
     }
 
+    /// MQTT and metrics together: the publisher's gauges and counters are scraped too.
+    @Test(.enabled(if: mosquittoBinary != nil, "mosquitto is not installed"))
+    func mqttCountersAreScraped() throws {
+        let port = closedPort()
+        let dir = try MQTTDaemonTests.setUp(camera: "front", sections: """
+            mqtt: {host: 127.0.0.1, port: PORT}
+            metrics: {listen: "127.0.0.1:\(port)"}
+            """)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let broker = try MQTTDaemonTests.Broker(directory: dir)
+        try MQTTDaemonTests.point(dir, at: broker)
+        let daemon = try MQTTDaemonTests.Daemon(dir)
+        try #require(daemon.wait(20, for: "mqtt: connected"), "\(daemon.text)")
+        sleep(2)
+        let samples = try Self.scrape(port: port)
+        #expect(Self.value(samples, "m2clipd_mqtt_connected") == 1)
+        #expect(Self.value(samples, "m2clipd_mqtt_queued_messages") != nil)
+        #expect((Self.value(samples, "m2clipd_mqtt_sent_messages_total") ?? 0) > 0)
+        #expect(Self.value(samples, "m2clipd_mqtt_dropped_messages_total") == 0)
+        #expect(Self.value(samples, "m2clipd_mqtt_connect_failures_total") == 0)
+        #expect(daemon.stop() == 0, "\(daemon.text)")
+    }
+
     @Test func portInUseStopsTheDaemonNamingTheField() throws {
         let taken = SilentListener()
         let dir = try MQTTDaemonTests.setUp(camera: "front", sections: "metrics: {listen: \"127.0.0.1:\(taken.port)\"}")
