@@ -8,14 +8,8 @@ import Glibc
 /// A Python with prometheus_client (Debian's python3-prometheus-client, which scripts/setup.sh
 /// installs for /usr/bin/python3), nil when there is none.
 let prometheusPython: String? = ["/usr/bin/python3", "/usr/local/bin/python3"].first { python in
-    guard FileManager.default.isExecutableFile(atPath: python) else { return false }
-    let probe = Process()
-    probe.executableURL = URL(fileURLWithPath: python)
-    probe.arguments = ["-c", "import prometheus_client.parser"]
-    probe.standardError = FileHandle.nullDevice
-    guard (try? probe.run()) != nil else { return false }
-    probe.waitUntilExit()
-    return probe.terminationStatus == 0
+    FileManager.default.isExecutableFile(atPath: python)
+        && (try? runToEnd(python, ["-c", "import prometheus_client.parser"]))?.status == 0
 }
 
 /// m2clipd with `metrics:` on a free loopback port, scraped over plain HTTP and read with
@@ -47,16 +41,7 @@ struct MetricsDaemonTests {
     }
 
     static func python(_ script: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: prometheusPython!)
-        process.arguments = ["-c", script] + arguments
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runToEnd(prometheusPython!, ["-c", script] + arguments)
     }
 
     static func scrape(port: UInt16) throws -> [Sample] {

@@ -1,13 +1,13 @@
 import Foundation
-import NetworkTesting
 import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
 @testable import Daemon
 
-/// The `metrics:` section, the metric names and types in the text format, and the HTTP
-/// endpoint on a loopback port.
+/// The `metrics:` section, and the metric names and types in the text format. The HTTP
+/// endpoint is tested on a real m2clipd (CLITests' MetricsDaemonTests): in this process the
+/// server's tasks would share Swift's cooperative pool with tests that block it.
 @Suite struct MetricsTests {
     static let base = """
         model: model.m2c
@@ -109,54 +109,26 @@ import Glibc
         #expect(text.contains("m2clipd_frames_total{camera=\"door\"} 5"), "\(text)")
     }
 
-    /// One HTTP/1.0 request on a fresh connection; the response as text.
-    func request(_ raw: String, port: UInt16) -> String {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { return "connect: \(String(cString: strerror(errno)))" }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        _ = raw.utf8CString.withUnsafeBufferPointer { send(fd, $0.baseAddress, $0.count - 1, Int32(MSG_NOSIGNAL)) }
-        shutdown(fd, Int32(SHUT_WR))
-        var response = [UInt8]()
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n <= 0 { break }
-            response += buffer[..<n]
-        }
-        return String(decoding: response, as: UTF8.self)
-    }
-
-    @Test func endpointServesMetricsOnlyAndRefusesATakenPort() throws {
-        let port = closedPort()
+    /// The pipeline counts into its camera's series what it counts in `totals`.
+    @Test func pipelineCountsMatchItsTotals() throws {
+        var camera = CameraPipelineTests.camera()
+        camera.stride = 1
         let metrics = DaemonMetrics(version: "1")
-        _ = metrics.camera("door")
-        let settings = DaemonConfiguration.Metrics(listen: "127.0.0.1:\(port)")
-        let server = try MetricsServer(configuration: settings, file: "m2clipd.yaml", metrics: metrics)
-        defer { server.stop() }
-
-        let ok = request("GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n", port: port)
-        #expect(ok.hasPrefix("HTTP/1.1 200"), "\(ok)")
-        #expect(ok.contains("text/plain; version=0.0.4"), "\(ok)")
-        #expect(ok.contains("m2clipd_frames_total{camera=\"door\"} 0"), "\(ok)")
-        #expect(request("GET /other HTTP/1.0\r\n\r\n", port: port).hasPrefix("HTTP/1.1 404"))
-        #expect(request("DELETE /metrics HTTP/1.0\r\n\r\n", port: port).hasPrefix("HTTP/1.1 405"))
-        _ = request("\u{01}\u{02} garbage\r\n\r\n", port: port)
-        #expect(request("GET /metrics HTTP/1.0\r\n\r\n", port: port).hasPrefix("HTTP/1.1 200"), "serves on after garbage")
-
-        #expect {
-            try MetricsServer(configuration: settings, file: "m2clipd.yaml", metrics: metrics)
-        } throws: { error in
-            let e = error as? ConfigurationError
-            return e?.field == "metrics.listen" && e?.message.hasPrefix("cannot listen on 127.0.0.1:\(port)") == true
+        // Frames 6, 7, 8 are lost by the camera; every window but the last finds the slot full.
+        let pipeline = try CameraPipeline(camera: camera, source: ScriptedSource(sequences: Array(0..<6) + Array(9..<12)),
+                                          engine: try CameraPipelineTests.engine.get(), epoch: "e",
+                                          metrics: metrics.camera("phone"), emit: { _ in })
+        pipeline.start()
+        #expect(pipeline.wait(timeout: 30))
+        let totals = pipeline.totals
+        let text = String(decoding: metrics.exposition(), as: UTF8.self)
+        typealias Name = DaemonMetrics.Name
+        for (name, value) in [(Name.frames, totals.framesIn), (Name.sampledFrames, totals.sampled),
+                              (Name.windows, totals.windows), (Name.processedWindows, totals.processedWindows),
+                              (Name.skippedWindows, totals.skippedWindows), (Name.droppedFrames, totals.droppedFrames)] {
+            #expect(text.contains("\(name){camera=\"phone\"} \(value)\n"), "\(name) should be \(value): \(text)")
         }
+        #expect(text.contains("m2clipd_inference_duration_seconds_count{camera=\"phone\"} \(totals.processedWindows)\n"))
+        #expect(text.contains("m2clipd_camera_up{camera=\"phone\"} 0.0"), "offline at the end: \(text)")
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NetworkTesting
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -15,17 +16,7 @@ import Glibc
     }
 
     func run(_ tool: String, _ arguments: [String], in directory: URL) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = arguments
-        process.currentDirectoryURL = directory
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        try runToEnd(tool, arguments, in: directory)
     }
 
     /// The units with ExecStart pointing at a binary that exists here (verify checks it).
