@@ -41,7 +41,7 @@ final class MetricsServer: @unchecked Sendable {
             do {
                 try await server.run()
             } catch {
-                outcome.finish("\(error)")
+                outcome.finish(Self.describe(error))
             }
         }
         Task {
@@ -52,6 +52,12 @@ final class MetricsServer: @unchecked Sendable {
             running.cancel()
             throw failure(problem)
         }
+    }
+
+    /// "bind: Address already in use" rather than the enum case.
+    private static func describe(_ error: Error) -> String {
+        guard let error = error as? FlyingSocks.SocketError, case .failed(let call, _, let message) = error else { return "\(error)" }
+        return "\(call.lowercased()): \(message)"
     }
 
     /// Closes the port; connections in progress get `timeout` seconds to finish.
