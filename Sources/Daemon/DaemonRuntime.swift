@@ -21,6 +21,9 @@ public final class DaemonRuntime: @unchecked Sendable {
     let server: SocketServer
     /// nil without an `mqtt:` section.
     let mqtt: MQTTPublisher?
+    /// nil without a `metrics:` section.
+    let metrics: DaemonMetrics?
+    private let metricsServer: MetricsServer?
     private var pipelines: [CameraPipeline] = []
     private let lock = NSLock()
     private let stopped = DispatchSemaphore(value: 0)
@@ -29,8 +32,8 @@ public final class DaemonRuntime: @unchecked Sendable {
     private var lastProgress: [Int] = []
     private let queue = DispatchQueue(label: "m2clipd.control")
 
-    /// The configuration at `path`, refused when it has a network stream and this process
-    /// cannot reach the network (the sandbox of the shipped units).
+    /// The configuration at `path`, refused when it has a network stream or a metrics port and
+    /// this process cannot reach the network (the sandbox of the shipped units).
     public static func loadRunnable(path: String) throws -> DaemonConfiguration {
         let configuration = try DaemonConfiguration.load(path: path)
         for (index, camera) in configuration.cameras.enumerated() {
@@ -44,6 +47,11 @@ public final class DaemonRuntime: @unchecked Sendable {
             throw ConfigurationError(file: path, field: "mqtt.host",
                                      "an MQTT broker, but \(problem); under systemd, install "
                                          + "systemd/m2clipd-network.conf as a drop-in")
+        }
+        if configuration.metrics != nil, let problem = NetworkAccess.problemServing() {
+            throw ConfigurationError(file: path, field: "metrics.listen",
+                                     "a metrics port, but \(problem); under systemd, install "
+                                         + "systemd/m2clipd-metrics.conf as a drop-in")
         }
         return configuration
     }
@@ -68,6 +76,16 @@ public final class DaemonRuntime: @unchecked Sendable {
         } else {
             mqtt = nil
         }
+        if let settings = configuration.metrics {
+            let metrics = DaemonMetrics(version: Self.version)
+            metrics.watch(subscribers: { [bus] in bus.subscriberCount })
+            if let mqtt { metrics.watch(mqtt: mqtt) }
+            metricsServer = try MetricsServer(configuration: settings, file: configurationPath, metrics: metrics)
+            self.metrics = metrics
+        } else {
+            metrics = nil
+            metricsServer = nil
+        }
         let hello = DaemonEvent.Hello(daemon: "m2clipd", version: Self.version, model: configuration.model,
                                       cameras: configuration.cameras.map(\.id), labels: model.labels.count)
         if let fd = SocketActivation.listeningFD() {
@@ -87,7 +105,8 @@ public final class DaemonRuntime: @unchecked Sendable {
             mqtt.start()
         }
         notifier.ready(status: statusLine)
-        log("ready: \(statusLine), events on \(configuration.socket.path)")
+        log("ready: \(statusLine), events on \(configuration.socket.path)"
+                + (metricsServer.map { ", metrics on http://\($0.listen)/metrics" } ?? ""))
         addSignal(SIGTERM) { [weak self] in self?.requestStop("SIGTERM") }
         addSignal(SIGINT) { [weak self] in self?.requestStop("SIGINT") }
         addSignal(SIGHUP) { [weak self] in self?.reload() }
@@ -117,7 +136,7 @@ public final class DaemonRuntime: @unchecked Sendable {
             }
             let bus = self.bus
             return try CameraPipeline(camera: camera, source: source, engine: engine, epoch: bus.epoch,
-                                      emit: { bus.publish($0) })
+                                      metrics: metrics?.camera(camera.id), emit: { bus.publish($0) })
         }
         lock.withLock {
             pipelines = built
@@ -151,6 +170,7 @@ public final class DaemonRuntime: @unchecked Sendable {
         }
         bus.finishAll()
         server.stop()
+        metricsServer?.stop()
         log("stopped")
     }
 
@@ -160,8 +180,8 @@ public final class DaemonRuntime: @unchecked Sendable {
         do {
             let next = try Self.loadRunnable(path: configurationPath)
             guard next.model == configuration.model, next.socket == configuration.socket,
-                  next.mqtt == configuration.mqtt else {
-                log("reload: model, socket or mqtt changed; restart the service to apply that (cameras kept)")
+                  next.mqtt == configuration.mqtt, next.metrics == configuration.metrics else {
+                log("reload: model, socket, mqtt or metrics changed; restart the service to apply that (cameras kept)")
                 return
             }
             notifier.notify("RELOADING=1")

@@ -175,17 +175,22 @@ import Glibc
     }
 
     /// The shipped units keep m2clipd off the network; a network camera must be refused at
-    /// --check-config with the drop-in to install, not become a camera that never connects.
+    /// --check-config with the drop-in to install, not become a camera that never connects, and
+    /// so must a metrics port (in a private namespace even a loopback port is not the host's).
     /// `unshare -n` gives the same sandbox as PrivateNetwork=yes (root only).
-    @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare")))
-    func networkCameraWithoutNetworkIsRefused() throws {
-        let yaml = "  - id: cam\n    source: {url: \"rtsp://10.0.0.5/stream1\"}\n"
+    @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare")), arguments: [
+        ("  - id: cam\n    source: {url: \"rtsp://10.0.0.5/stream1\"}\n",
+         "cameras[0].source.url: a network stream", "systemd/m2clipd-network.conf"),
+        ("  - id: cam\n    source: {url: \"http://127.0.0.1:8080/cam.mjpeg\"}\nmetrics: {}\n",
+         "metrics.listen: a metrics port", "systemd/m2clipd-metrics.conf"),
+    ])
+    func networkUseWithoutNetworkIsRefused(yaml: String, field: String, dropIn: String) throws {
         let open = try Self.checkConfig(yaml)
         #expect(open.status == 0, "\(open.stderr)")
         let sandboxed = try Self.checkConfig(yaml, prefix: ["unshare", "-n"])
         #expect(sandboxed.status != 0)
-        #expect(sandboxed.stderr.contains("cameras[0].source.url: a network stream, but this process has no network interface but loopback"), "\(sandboxed.stderr)")
-        #expect(sandboxed.stderr.contains("systemd/m2clipd-network.conf"))
+        #expect(sandboxed.stderr.contains("\(field), but this process has no network interface but loopback"), "\(sandboxed.stderr)")
+        #expect(sandboxed.stderr.contains(dropIn))
         // A stream on this host itself needs no network.
         let local = try Self.checkConfig("  - id: cam\n    source: {url: \"http://127.0.0.1:8080/cam.mjpeg\"}\n", prefix: ["unshare", "-n"])
         #expect(local.status == 0, "\(local.stderr)")

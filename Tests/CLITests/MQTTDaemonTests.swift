@@ -146,7 +146,13 @@ struct MQTTDaemonTests {
     /// A fresh directory with m2clipd.yaml: the looped fixture as camera `front`, and `mqtt`
     /// (YAML lines under `mqtt:`).
     func setUp(mqtt: String, camera: String = "front") throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clipd-mqtt-\(UUID().uuidString.prefix(8))")
+        try Self.setUp(camera: camera, sections: "mqtt:\n" + mqtt.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+    }
+
+    /// A fresh directory with m2clipd.yaml: the looped fixture as `camera`, then `sections`
+    /// (top-level YAML).
+    static func setUp(camera: String, sections: String) throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clipd-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let video = CLITests.fixtures.appendingPathComponent("video/phone_h264_rot90.mp4").path
         try """
@@ -161,8 +167,7 @@ struct MQTTDaemonTests {
             stride: 2
             head: zero-shot
             thresholds: {start: 0.3, end: 0.2}
-        mqtt:
-        \(mqtt.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        \(sections)
 
         """.write(to: dir.appendingPathComponent("m2clipd.yaml"), atomically: true, encoding: .utf8)
         return dir

@@ -1,4 +1,5 @@
 import Foundation
+import NetworkTesting
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -15,17 +16,7 @@ import Glibc
     }
 
     func run(_ tool: String, _ arguments: [String], in directory: URL) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = arguments
-        process.currentDirectoryURL = directory
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        try runToEnd(tool, arguments, in: directory)
     }
 
     /// The units with ExecStart pointing at a binary that exists here (verify checks it).
@@ -79,6 +70,45 @@ import Glibc
             .flatMap { line in line.split(separator: " ").compactMap { Double($0) }.first }
         let exposure = try #require(level, "no exposure level in: \(output)")
         #expect(exposure <= 2.0, "exposure \(exposure) with the network drop-in")
+    }
+
+    /// systemd/m2clipd-metrics.conf as an installed drop-in, alone and with network.conf (MQTT):
+    /// the host's network and Internet sockets, IP traffic to loopback only unless network.conf
+    /// (read after it) opens the network; exposure stays at most 2.0 either way.
+    @Test(.enabled(if: systemdAnalyze != nil, "systemd-analyze is not installed"))
+    func metricsDropInOpensLoopbackOnly() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("m2clip-root-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let system = root.appendingPathComponent("etc/systemd/system")
+        let dropIns = system.appendingPathComponent("m2clipd.service.d")
+        try FileManager.default.createDirectory(at: dropIns, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: Self.units.appendingPathComponent("m2clipd.service"),
+                                         to: system.appendingPathComponent("m2clipd.service"))
+        func security() throws -> (output: String, exposure: Double) {
+            let (_, output) = try run(Self.systemdAnalyze!, ["security", "--offline=true", "--root=\(root.path)",
+                                                             "m2clipd.service"], in: root)
+            let level = output.split(separator: "\n").first { $0.contains("Overall exposure level") }
+                .flatMap { line in line.split(separator: " ").compactMap { Double($0) }.first }
+            return (output, try #require(level, "no exposure level in: \(output)"))
+        }
+        func line(_ output: String, _ key: String) -> Substring? {
+            output.split(separator: "\n").first { $0.contains(key) }
+        }
+
+        try FileManager.default.copyItem(at: Self.units.appendingPathComponent("m2clipd-metrics.conf"),
+                                         to: dropIns.appendingPathComponent("metrics.conf"))
+        let metrics = try security()
+        #expect(line(metrics.output, "IPAddressDeny=")?.contains("only localhost entries") == true, "\(metrics.output)")
+        #expect(line(metrics.output, "PrivateNetwork=")?.contains("✗") == true)
+        #expect(line(metrics.output, "RestrictAddressFamilies=~AF_PACKET")?.contains("✓") == true)
+        #expect(metrics.exposure <= 2.0, "exposure \(metrics.exposure) with the metrics drop-in")
+
+        try FileManager.default.copyItem(at: Self.units.appendingPathComponent("m2clipd-network.conf"),
+                                         to: dropIns.appendingPathComponent("network.conf"))
+        let both = try security()
+        #expect(line(both.output, "IPAddressDeny=")?.contains("does not define an IP address allow list") == true,
+                "network.conf opens the network: \(both.output)")
+        #expect(both.exposure <= 2.0, "exposure \(both.exposure) with the metrics and network drop-ins")
     }
 
     @Test(.enabled(if: systemdAnalyze != nil, "systemd-analyze is not installed"),

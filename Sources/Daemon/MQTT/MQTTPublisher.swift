@@ -27,6 +27,9 @@ public final class MQTTPublisher: @unchecked Sendable {
         public var dropped: Int
         /// Still queued or in flight when the daemon stopped (only after `stop`).
         public var unsent: Int
+        /// Connection attempts that failed or connections that broke (for metrics; not in
+        /// the stats event).
+        public var connectFailures = 0
 
         enum CodingKeys: String, CodingKey { case connected, sent, queued, dropped, unsent }
     }
@@ -52,6 +55,7 @@ public final class MQTTPublisher: @unchecked Sendable {
     private var connected = false
     private var sent = 0
     private var lostInFlight = 0
+    private var connectFailures = 0
     private var unsent = 0
     private var stopping = false
     private var finished = false
@@ -86,7 +90,7 @@ public final class MQTTPublisher: @unchecked Sendable {
     public var counters: Counters {
         lock.withLock {
             Counters(connected: connected, sent: sent, queued: outbox.count, dropped: outbox.dropped + lostInFlight,
-                     unsent: unsent)
+                     unsent: unsent, connectFailures: connectFailures)
         }
     }
 
@@ -253,7 +257,10 @@ public final class MQTTPublisher: @unchecked Sendable {
                     log("mqtt: \(configuration.host):\(configuration.port): \(problem); retrying with backoff up to \(Int(maxBackoff)) s")
                     lastProblem = problem
                 }
-                lock.withLock { connected = false }
+                lock.withLock {
+                    connected = false
+                    connectFailures += 1
+                }
             }
             // Wait before the next attempt; `stop` cuts the wait short.
             lock.withLock {

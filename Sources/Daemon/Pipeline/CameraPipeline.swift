@@ -36,6 +36,7 @@ public final class CameraPipeline: @unchecked Sendable {
     /// T.
     public let frames: Int
     private let emit: @Sendable (DaemonEvent) -> Void
+    private let metrics: CameraMetrics?
 
     private let state = NSCondition()
     private var counters = Counters()
@@ -63,16 +64,26 @@ public final class CameraPipeline: @unchecked Sendable {
     ///   - camera: its validated configuration (`frames` nil: the model's T).
     ///   - epoch: this daemon run's id, for action ids.
     ///   - top: labels listed in each action event.
+    ///   - metrics: counted into beside `totals`, when the daemon serves metrics.
     ///   - emit: receives every event, from the pipeline's threads; must not block for long.
     public init(camera: DaemonConfiguration.Camera, source: CameraSource, engine: InferenceEngine,
-                epoch: String, top: Int = 5, emit: @escaping @Sendable (DaemonEvent) -> Void) throws {
+                epoch: String, top: Int = 5, metrics: CameraMetrics? = nil,
+                emit: @escaping @Sendable (DaemonEvent) -> Void) throws {
         self.camera = camera
         self.source = source
         self.engine = engine
         scorer = try WindowScorer(camera: camera, engine: engine)
         frames = camera.frames ?? engine.model.configuration.frames
         tracker = ActionTracker(camera: camera.id, thresholds: camera.thresholds, top: top, epoch: epoch)
-        self.emit = emit
+        self.metrics = metrics
+        if let metrics {
+            self.emit = { event in
+                metrics.observe(event)
+                emit(event)
+            }
+        } else {
+            self.emit = emit
+        }
     }
 
     /// Starts the source and the inference thread. Never throws: a source that cannot start
@@ -198,15 +209,24 @@ public final class CameraPipeline: @unchecked Sendable {
         let window = rolling!.add(frame)
         let sampled = rolling!.sampled - before.0
         let lost = rolling!.undecodable - before.1
-        state.withLock {
+        let skipped = state.withLock {
             counters.framesIn += 1
             counters.droppedFrames += gap + lost
             counters.sampled += sampled
-            guard let window else { return }
+            guard let window else { return false }
             counters.windows += 1
-            if pending != nil { counters.skippedWindows += 1 }
+            let skipped = pending != nil
+            if skipped { counters.skippedWindows += 1 }
             pending = window
             state.broadcast()
+            return skipped
+        }
+        if let metrics {
+            metrics.frames.increment()
+            metrics.droppedFrames.increment(by: gap + lost)
+            metrics.sampledFrames.increment(by: sampled)
+            if window != nil { metrics.windows.increment() }
+            if skipped { metrics.skippedWindows.increment() }
         }
     }
 
@@ -275,7 +295,8 @@ public final class CameraPipeline: @unchecked Sendable {
         let start = MonotonicClock.now()
         let output = engine.run(pixels: window.pixels, frames: window.frames)
         let scores = scorer.scores(output)
-        let latency = (MonotonicClock.now() - start) * 1000
+        let seconds = MonotonicClock.now() - start
+        let latency = seconds * 1000
         state.withLock {
             counters.processedWindows += 1
             latencies.append(latency)
@@ -285,6 +306,14 @@ public final class CameraPipeline: @unchecked Sendable {
             scores: zip(scorer.labels, scores).map { DaemonEvent.Score(label: $0, score: $1) },
             startWallClock: window.startWallClock, endWallClock: window.endWallClock,
             startMonotonic: window.startMonotonic, endMonotonic: window.endMonotonic, latencyMs: latency)
-        for event in tracker.observe(observation) { emit(event) }
+        let events = tracker.observe(observation)
+        for event in events { emit(event) }
+        if let metrics {
+            metrics.processedWindows.increment()
+            metrics.inferenceDuration.recordSeconds(seconds)
+            // The window's last frame was captured at endMonotonic (CLOCK_MONOTONIC, as `now`).
+            let published = MonotonicClock.now() - window.endMonotonic
+            for _ in events { metrics.eventLatency.recordSeconds(published) }
+        }
     }
 }

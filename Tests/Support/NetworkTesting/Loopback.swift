@@ -46,6 +46,21 @@ public func acceptsConnections(port: UInt16) -> Bool {
     }
 }
 
+/// Runs `executable` to its end; its exit status and what it wrote to stdout and stderr.
+public func runToEnd(_ executable: String, _ arguments: [String], in directory: URL? = nil) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let directory { process.currentDirectoryURL = directory }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+}
+
 /// Listens and never accepts.
 public final class SilentListener {
     public let fd: Int32
