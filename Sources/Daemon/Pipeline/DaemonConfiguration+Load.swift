@@ -159,6 +159,7 @@ extension DaemonConfiguration {
             cameras[i] = camera
         }
         try mqtt?.validate(cameras: cameras, resolve: resolve, fail: fail)
+        try snapshots?.validate(stateDirectory: stateDirectory, fail: fail)
     }
 
     /// Creates `stateDirectory` (mode 0750) when it is missing; returns it.

@@ -21,6 +21,7 @@ import Yams
 ///         stall_timeout_s: 5              # optional: no frame this long → camera.status stalled
 ///     state_dir: /var/lib/m2clipd/door    # optional; default: systemd's $STATE_DIRECTORY
 ///     mqtt: { host: broker.lan, … }       # optional: see `MQTT`
+///     snapshots: { quality: 85, … }       # optional: see `Snapshots`
 ///
 /// `load(path:)` rejects unknown keys and checks every value; errors name the file and the
 /// field (`ConfigurationError`).
@@ -37,10 +38,13 @@ public struct DaemonConfiguration: Codable, Sendable, Equatable {
     public var stateDirectory: String?
     /// nil: no MQTT.
     public var mqtt: MQTT?
+    /// nil: no snapshots.
+    public var snapshots: Snapshots?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case model, socket, threads, cameras, mqtt
         case stateDirectory = "state_dir"
+        case snapshots
         case statsIntervalSeconds = "stats_interval_s", shutdownTimeoutSeconds = "shutdown_timeout_s"
     }
 
@@ -182,6 +186,7 @@ extension DaemonConfiguration {
         cameras = try c.decode([Camera].self, forKey: .cameras)
         stateDirectory = try c.decodeIfPresent(String.self, forKey: .stateDirectory)
         mqtt = try c.decodeIfPresent(MQTT.self, forKey: .mqtt)
+        snapshots = try c.decodeIfPresent(Snapshots.self, forKey: .snapshots)
     }
 }
 
