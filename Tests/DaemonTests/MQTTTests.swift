@@ -129,4 +129,34 @@ final class ScriptedTransport: MQTTTransport, @unchecked Sendable {
         #expect(transport.published.last.map { ($0.topic, $0.text, $0.retain) } ?? ("", "", false) == ("m2clip/available", "stopped", true))
         #expect(final.dropped == 4 && final.unsent == 0 && final.sent == 6)
     }
+
+    /// An action with a snapshot: `has_snapshot` turns true in the Frigate-shaped events from
+    /// the first event that names one (and stays), and the JPEG goes retained, byte for byte,
+    /// to `<prefix>/<camera>/<label>/snapshot`.
+    @Test func snapshotsAreFlaggedAndPublishedRetained() throws {
+        let transport = ScriptedTransport(failures: 0)
+        let publisher = MQTTPublisher(configuration: .init(host: "broker", clientID: "t"),
+                                      cameras: [.init(id: "door", labels: ["wave"])], version: "t",
+                                      makeTransport: { transport }, log: { _ in })
+        var action = Self.action("a")
+        publisher.offer(.actionStart(action))
+        action.snapshot = .init(path: "/state/snapshots/door/2026-12-07/a.jpg", frameTime: 101, score: 0.7)
+        let jpeg: [UInt8] = [0xFF, 0xD8, 1, 2, 3, 0xFF, 0xD9]
+        publisher.offerSnapshot(camera: "door", label: "wave", jpeg: jpeg)
+        publisher.offer(.actionUpdate(action))
+        action.snapshot = nil // a later event without one keeps the flag
+        publisher.offer(.actionEnd(action))
+        publisher.start()
+        let deadline = Date().addingTimeInterval(5)
+        while publisher.counters.queued > 0 || !publisher.counters.connected, Date() < deadline { usleep(10_000) }
+        publisher.stop(timeout: 1)
+        let published = transport.published
+        let snapshot = try #require(published.first { $0.topic == "m2clip/door/wave/snapshot" })
+        #expect(snapshot.payload == jpeg && snapshot.retain && snapshot.qos == 0)
+        let flags = published.filter { $0.topic == "m2clip/events" }.map { message -> [Bool] in
+            let json = (try? JSONSerialization.jsonObject(with: Data(message.payload))) as? [String: Any] ?? [:]
+            return ["before", "after"].map { (json[$0] as? [String: Any])?["has_snapshot"] as? Bool ?? false }
+        }
+        #expect(flags == [[false, false], [false, true], [true, true]])
+    }
 }

@@ -248,3 +248,160 @@ final class Disk: @unchecked Sendable {
         }
     }
 }
+
+@Suite struct ActionTrackerBestTests {
+    static func window(_ i: Int, _ score: Float) -> ActionTracker.Observation {
+        var w = ActionTrackerTests.window(i, ["wave": score])
+        w.frame = RGBFrame(width: 1, height: 1, rgb: [UInt8(i), 0, 0], index: i, timestamp: 0, sourceIndex: i, clamped: false)
+        return w
+    }
+
+    /// The best frame counts from the window that opened the candidate (before the minimum
+    /// duration confirms it), is handed out once when the action starts and again only when a
+    /// later window beats it; the end window (below `end`) never is one.
+    @Test func bestFrameIsTheTopScoringWindowsLastFrame() {
+        var tracker = ActionTracker(camera: "c", thresholds: .init(start: 0.6, end: 0.4, minDurationSeconds: 1.5), epoch: "e")
+        var handed: [[String]] = []
+        for (i, score) in [0.9, 0.7, 0.8, 0.95, 0.5, 0.3].enumerated() {
+            _ = tracker.observe(Self.window(i, Float(score)))
+            handed.append(tracker.takeBests().map { "\($0.frame.rgb[0])@\($0.score)@\($0.frameTime)" })
+        }
+        // Window 0 opens (not confirmed), window 1 confirms: its best is window 0's frame.
+        #expect(handed == [[], ["0@0.9@1001.0"], [], ["3@0.95@1004.0"], [], []])
+        // Without frames nothing is kept.
+        var plain = ActionTracker(camera: "c", thresholds: .init(start: 0.6, end: 0.4), epoch: "e")
+        _ = plain.observe(ActionTrackerTests.window(0, ["wave": 0.9]))
+        #expect(plain.takeBests().isEmpty)
+    }
+}
+
+/// A file camera that also notes which file frame each capture time carries.
+final class RecordingSource: CameraSource, @unchecked Sendable {
+    let inner: FileFrameSource
+    private let lock = NSLock()
+    private var indices: [Double: Int] = [:]
+    init(_ inner: FileFrameSource) { self.inner = inner }
+    var fps: Double { inner.fps }
+    func start(onFrame: @escaping @Sendable (CapturedFrame) -> Void,
+               onStatus: @escaping @Sendable (CameraSourceStatus) -> Void,
+               onEnd: @escaping @Sendable (CameraSourceEnd) -> Void) throws {
+        try inner.start(onFrame: { [self] frame in
+            if let index = frame.image?.index { lock.withLock { indices[frame.wallClock] = index } }
+            onFrame(frame)
+        }, onStatus: onStatus, onEnd: onEnd)
+    }
+    func stop() { inner.stop() }
+    /// The file's display index of the frame captured at `wallClock`.
+    func index(at wallClock: Double) -> Int? { lock.withLock { indices[wallClock] } }
+}
+
+/// Snapshots from a running pipeline: the phone clip as a file camera.
+@Suite(.serialized) struct SnapshotPipelineTests {
+    /// Each action gets a JPEG of the last frame of its best-scoring window: the file on disk
+    /// is the last version written, whose score is the action's top score among its events
+    /// and whose frame time is that window's end; decoded, it matches the clip's frame for that
+    /// time (decoded independently with VideoFile) within the encoder's bound (31 dB, see
+    /// JPEGEncoderTests) and is further from the clip's other frames. Events name the snapshot
+    /// once written, and the end event names the same file.
+    @Test func actionSnapshotShowsTheBestWindowsLastFrame() throws {
+        let engine = try CameraPipelineTests.engine.get()
+        let root = temporaryDirectory("pipeline-snapshots")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let written = SnapshotLog()
+        let writer = SnapshotWriter(configuration: .init(quality: 90), directory: root, log: { _ in },
+                                    written: { job, snapshot, _ in written.add(job.actionID, snapshot) })
+        writer.start()
+        defer { writer.stop(timeout: 5) }
+        let source = RecordingSource(FileFrameSource(path: CameraPipelineTests.phone))
+        let log = EventLog()
+        let pipeline = try CameraPipeline(camera: CameraPipelineTests.camera(), source: source, engine: engine,
+                                          epoch: "0123456789abcdef", snapshots: writer, emit: { log.append($0) })
+        pipeline.start()
+        #expect(pipeline.wait(timeout: 60))
+        #expect(writer.waitIdle(timeout: 10))
+        #expect(pipeline.totals.framesIn == 30)
+
+        var actions: [String: [DaemonEvent.Action]] = [:]  // start and updates, by id
+        var ends: [String: DaemonEvent.Action] = [:]
+        for event in log.events {
+            switch event {
+            case .actionStart(let a), .actionUpdate(let a): actions[a.actionID, default: []].append(a)
+            case .actionEnd(let a): ends[a.actionID] = a
+            default: break
+            }
+        }
+        #expect(!actions.isEmpty)
+        let clip = try VideoFile(path: CameraPipelineTests.phone)
+        for (id, events) in actions {
+            // The tracker keeps the first window with the top score.
+            let best = events.reduce(events[0]) { $1.score > $0.score ? $1 : $0 }
+            let final = try #require(written.last(id), "no snapshot for \(id)")
+            #expect(final.score == best.score && final.frameTime == best.windowEnd, "\(id): \(final) vs \(best)")
+            #expect(final.path == root + "/phone/" + Self.day(final.frameTime) + "/\(id).jpg")
+            // Unless the best is the action's last window (the end may come before its write).
+            #expect(ends[id]?.snapshot?.path == final.path || best.windowEnd == events.last!.windowEnd,
+                    "\(id): end event names the file")
+            for a in events { if let s = a.snapshot { #expect(s.path == final.path && s.score <= best.score) } }
+
+            let jpeg = try VideoFile(path: final.path)
+            #expect(jpeg.codecName == "mjpeg")
+            let decoded = try jpeg.frames(at: [0])[0]
+            let index = try #require(source.index(at: final.frameTime))
+            let frames = try clip.frames(at: [index, index >= 15 ? 0 : 29])
+            #expect(decoded.width == frames[0].width && decoded.height == frames[0].height)
+            let psnr = decoded.psnr(against: frames[0])
+            #expect(psnr > 31, "\(id): snapshot vs frame \(index): \(psnr) dB")
+            #expect(decoded.psnr(against: frames[1]) < psnr)
+        }
+    }
+
+    /// Every write failing (a full disk): capture and inference go on — every frame is taken,
+    /// every action starts and ends — events name no snapshot, and the failures are counted.
+    @Test func failingDiskDoesNotStopThePipeline() throws {
+        let engine = try CameraPipelineTests.engine.get()
+        let root = temporaryDirectory("pipeline-fulldisk")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var fs = SnapshotFileSystem.system
+        fs.write = { _, _, _ in errno = ENOSPC; return -1 }
+        let lines = LogLines()
+        let writer = SnapshotWriter(configuration: .init(), directory: root, fileSystem: fs, log: { lines.add($0) })
+        writer.start()
+        defer { writer.stop(timeout: 5) }
+        let log = EventLog()
+        let pipeline = try CameraPipeline(camera: CameraPipelineTests.camera(),
+                                          source: FileFrameSource(path: CameraPipelineTests.phone, realTime: false),
+                                          engine: engine, epoch: "e", snapshots: writer, emit: { log.append($0) })
+        pipeline.start()
+        #expect(pipeline.wait(timeout: 60))
+        #expect(writer.waitIdle(timeout: 10))
+        let totals = pipeline.totals
+        #expect(totals.framesIn == 30 && totals.windows == 7)
+        let actions = log.events.compactMap { event -> DaemonEvent.Action? in
+            switch event {
+            case .actionStart(let a), .actionUpdate(let a), .actionEnd(let a): return a
+            default: return nil
+            }
+        }
+        #expect(!actions.isEmpty && actions.allSatisfy { $0.snapshot == nil })
+        #expect(log.events.last?.type == "camera.status")
+        #expect(writer.totals.failed >= 1 && writer.totals.written == 0)
+        #expect(lines.lines.count == writer.totals.failed && lines.lines.allSatisfy { $0.contains(root + "/phone/") })
+        let left = SnapshotRetention.scan(root)
+        #expect(left.isEmpty, "\(left)")
+    }
+
+    static func day(_ time: Double) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let c = calendar.dateComponents([.year, .month, .day], from: Date(timeIntervalSince1970: time))
+        return String(format: "%04d-%02d-%02d", c.year!, c.month!, c.day!)
+    }
+}
+
+/// What a writer reported, per action, in order.
+final class SnapshotLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [String: [DaemonEvent.Snapshot]] = [:]
+    func add(_ id: String, _ snapshot: DaemonEvent.Snapshot) { lock.withLock { items[id, default: []].append(snapshot) } }
+    func last(_ id: String) -> DaemonEvent.Snapshot? { lock.withLock { items[id]?.last } }
+}
