@@ -92,6 +92,9 @@ public final class DaemonRuntime: @unchecked Sendable {
     /// Runs until SIGTERM or SIGINT; returns after a graceful drain.
     public func run() throws {
         for sig in [SIGTERM, SIGINT, SIGHUP] { signal(sig, SIG_IGN) }
+        // A file size limit (LimitFSIZE=, prlimit) must fail the write with EFBIG, which the
+        // snapshot writer counts, not kill the daemon with SIGXFSZ.
+        signal(SIGXFSZ, SIG_IGN)
         snapshots?.start()
         try startPipelines()
         if let mqtt {

@@ -123,6 +123,89 @@ import Glibc
         #expect(statuses.contains("front offline") && statuses.contains("back online"), "\(statuses)")
     }
 
+    /// m2clipd with `snapshots:` as a process, through `prefix` (prlimit) when given: the
+    /// subscriber's JSON lines, the daemon's exit status and log, after `seconds` and SIGTERM.
+    func runWithSnapshots(in dir: URL, prefix: [String] = [], seconds: UInt32 = 4) throws
+        -> (lines: [[String: Any]], status: Int32, log: String) {
+        let config = dir.appendingPathComponent("m2clipd.yaml")
+        try (String(contentsOf: config, encoding: .utf8) + "\nstate_dir: \(dir.path)/state\nsnapshots: {quality: 85}\n")
+            .write(to: config, atomically: true, encoding: .utf8)
+        let daemon = Process()
+        daemon.executableURL = URL(fileURLWithPath: prefix.isEmpty ? Self.daemon.path : "/usr/bin/env")
+        daemon.arguments = (prefix.isEmpty ? [] : prefix + [Self.daemon.path]) + ["--config", config.path]
+        let stderr = Pipe()
+        daemon.standardError = stderr
+        try daemon.run()
+        let socket = dir.appendingPathComponent("events.sock").path
+        #expect(waitFor(socket, seconds: 20), "no socket at \(socket)")
+        let (subscriber, out) = try startSubscriber(socket)
+        sleep(seconds)
+        kill(daemon.processIdentifier, SIGTERM)
+        daemon.waitUntilExit()
+        subscriber.waitUntilExit()
+        let lines = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        return (lines, daemon.terminationStatus, String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    }
+
+    /// Every file under `directory`, relative.
+    static func files(under directory: String) -> [String] {
+        (FileManager.default.enumerator(atPath: directory)?.allObjects as? [String] ?? []).filter { path in
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: directory + "/" + path, isDirectory: &isDirectory) && !isDirectory.boolValue
+        }
+    }
+
+    /// Action events name JPEG files under <state_dir>/snapshots/front/<day>/, and they are
+    /// there, whole, after SIGTERM; nothing else is (no temporary file).
+    @Test func snapshotsAreWrittenAndNamedInTheEvents() throws {
+        let dir = try setUp()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = try runWithSnapshots(in: dir)
+        #expect(run.status == 0, "\(run.log)")
+        let ends = run.lines.filter { $0["type"] as? String == "action.end" }
+        #expect(!ends.isEmpty)
+        let named = Set(run.lines.compactMap { ($0["snapshot"] as? [String: Any])?["path"] as? String })
+        #expect(!named.isEmpty, "no event names a snapshot")
+        let root = dir.appendingPathComponent("state/snapshots").path
+        for path in named {
+            #expect(path.hasPrefix(root + "/front/") && path.hasSuffix(".jpg"), "\(path)")
+            let bytes = [UInt8]((try? Data(contentsOf: URL(fileURLWithPath: path))) ?? Data())
+            #expect(Array(bytes.prefix(2)) == [0xFF, 0xD8] && Array(bytes.suffix(2)) == [0xFF, 0xD9], "\(path): not a whole JPEG")
+        }
+        let onDisk = Self.files(under: root)
+        #expect(onDisk.allSatisfy { $0.hasPrefix("front/") && $0.hasSuffix(".jpg") && !$0.contains("/.") }, "\(onDisk)")
+        let stats = try #require(run.lines.last { $0["type"] as? String == "stats" })
+        let counters = try #require(stats["snapshots"] as? [String: Any], "stats carry the snapshot counters")
+        #expect((counters["written"] as? Int ?? 0) >= named.count && counters["failed"] as? Int == 0)
+        #expect(run.log.contains("snapshots: "), "\(run.log)")
+    }
+
+    /// A file size limit below one JPEG (prlimit --fsize, as a full disk would): every write
+    /// fails with EFBIG and is logged with its file name and counted; the daemon goes on
+    /// taking frames and scoring windows (actions start and end, stats keep counting) and
+    /// leaves no snapshot or temporary file behind.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit")))
+    func fileSizeLimitFailsSnapshotsButNotTheDaemon() throws {
+        let dir = try setUp()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = try runWithSnapshots(in: dir, prefix: ["prlimit", "--fsize=1000"], seconds: 5)
+        #expect(run.status == 0, "\(run.log)")
+        let types = run.lines.compactMap { $0["type"] as? String }
+        let starts = types.filter { $0 == "action.start" }.count
+        #expect(starts >= 1 && starts == types.filter { $0 == "action.end" }.count, "\(types)")
+        #expect(run.lines.allSatisfy { $0["snapshot"] == nil })
+        let fps = run.lines.filter { $0["type"] as? String == "stats" }
+            .compactMap { (($0["cameras"] as? [[String: Any]])?.first?["fps_in"] as? Double) }
+        #expect(fps.count >= 3 && fps.dropLast().allSatisfy { $0 > 5 }, "capture went on: fps_in \(fps)")
+        let failures = run.log.split(separator: "\n").filter { $0.contains("snapshot /") && $0.contains("File too large") }
+        #expect(!failures.isEmpty && failures.allSatisfy { $0.contains(dir.path + "/state/snapshots/front/") && $0.contains(".jpg") },
+                "\(run.log)")
+        let counters = run.lines.last { $0["type"] as? String == "stats" }?["snapshots"] as? [String: Any]
+        #expect((counters?["failed"] as? Int ?? 0) >= 1 && counters?["written"] as? Int == 0, "\(String(describing: counters))")
+        #expect(Self.files(under: dir.appendingPathComponent("state/snapshots").path).isEmpty)
+    }
+
     @Test func badConfigurationIsNamed() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clipd-bad-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
