@@ -110,11 +110,14 @@ public final class MQTTPublisher: @unchecked Sendable {
 
     /// Queues an action's snapshot for `<prefix>/<camera>/<label>/snapshot`, retained (the
     /// latest per label stays on the broker, as Frigate's do) at QoS 0, so a full outbox drops
-    /// snapshots before events.
+    /// snapshots before events. A snapshot still queued for the same topic is replaced, so
+    /// while the broker is away at most one JPEG per camera and label waits.
     public func offerSnapshot(camera: String, label: String, jpeg: [UInt8]) {
         lock.withLock {
             guard !stopping else { return }
-            outbox.append(MQTTMessage(topic: topics.snapshot(camera, label), payload: jpeg, qos: 0, retain: true))
+            let topic = topics.snapshot(camera, label)
+            outbox.removeQueued(topic: topic)
+            outbox.append(MQTTMessage(topic: topic, payload: jpeg, qos: 0, retain: true))
         }
     }
 
