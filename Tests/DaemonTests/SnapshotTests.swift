@@ -45,6 +45,9 @@ private func job(_ id: String, score: Float = 0.7, frame: RGBFrame = gray(128)) 
         #expect(SnapshotRetention.victims(files, now: now, maxAge: 15, maxBytes: 1_000).map(\.path) == ["a", "b"])
         #expect(SnapshotRetention.victims(files, now: now, maxAge: 100, maxBytes: 400).isEmpty)
         #expect(SnapshotRetention.victims(files, now: now, maxAge: 100, maxBytes: 0).map(\.path) == ["a", "b", "c", "d"])
+        // A temporary file a crash left goes whatever its age, and does not count against the rest.
+        let torn = files + [File(path: "door/.e.jpg.tmp", modified: now, bytes: 1_000)]
+        #expect(SnapshotRetention.victims(torn, now: now, maxAge: 100, maxBytes: 400).map(\.path) == ["door/.e.jpg.tmp"])
     }
 
     /// On disk: the oldest files by modification time go, and the day directories they leave

@@ -1,8 +1,9 @@
 import Foundation
 
-/// Which snapshot files to delete: every file older than `maxAge`, then, oldest first, files
-/// until the rest fit in `maxBytes`. Age is the file's modification time (when its last
-/// version was written). Pure: the caller lists the files and removes the victims.
+/// Which snapshot files to delete: temporary files a crash left mid-write, every file older
+/// than `maxAge`, then, oldest first, files until the rest fit in `maxBytes`. Age is the file's
+/// modification time (when its last version was written). Pure: the caller lists the files
+/// and removes the victims (on the writer's thread, so no temporary file is in use then).
 enum SnapshotRetention {
     struct StoredFile: Equatable {
         var path: String
@@ -13,10 +14,14 @@ enum SnapshotRetention {
 
     /// The files to delete, oldest first (ties: by path, so the order is reproducible).
     static func victims(_ files: [StoredFile], now: Double, maxAge: Double, maxBytes: Int64) -> [StoredFile] {
+        let isTemporary = { (file: StoredFile) in
+            let name = URL(fileURLWithPath: file.path).lastPathComponent
+            return name.hasPrefix(".") && name.hasSuffix(".tmp")
+        }
         let oldestFirst = files.sorted { ($0.modified, $0.path) < ($1.modified, $1.path) }
-        var total = files.reduce(Int64(0)) { $0 + $1.bytes }
-        var out: [StoredFile] = []
-        for file in oldestFirst {
+        var out = oldestFirst.filter(isTemporary)
+        var total = files.reduce(Int64(0)) { $0 + $1.bytes } - out.reduce(Int64(0)) { $0 + $1.bytes }
+        for file in oldestFirst where !isTemporary(file) {
             guard now - file.modified > maxAge || total > maxBytes else { break }
             out.append(file)
             total -= file.bytes
