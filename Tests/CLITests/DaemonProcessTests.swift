@@ -124,8 +124,10 @@ import Glibc
     }
 
     /// m2clipd with `snapshots:` as a process, through `prefix` (prlimit) when given: the
-    /// subscriber's JSON lines, the daemon's exit status and log, after `seconds` and SIGTERM.
-    func runWithSnapshots(in dir: URL, prefix: [String] = [], seconds: UInt32 = 4) throws
+    /// subscriber's JSON lines, the daemon's exit status and log, after SIGTERM once
+    /// `done(subscriber output, daemon log)` holds (or 60 s pass: a loaded machine is slow to
+    /// load the model and score the first windows), then one more second.
+    func runWithSnapshots(in dir: URL, prefix: [String] = [], until done: @escaping (String, String) -> Bool) throws
         -> (lines: [[String: Any]], status: Int32, log: String) {
         let config = dir.appendingPathComponent("m2clipd.yaml")
         try (String(contentsOf: config, encoding: .utf8) + "\nstate_dir: \(dir.path)/state\nsnapshots: {quality: 85}\n")
@@ -133,19 +135,37 @@ import Glibc
         let daemon = Process()
         daemon.executableURL = URL(fileURLWithPath: prefix.isEmpty ? Self.daemon.path : "/usr/bin/env")
         daemon.arguments = (prefix.isEmpty ? [] : prefix + [Self.daemon.path]) + ["--config", config.path]
-        let stderr = Pipe()
+        let stderr = Pipe(), log = Collected()
+        stderr.fileHandleForReading.readabilityHandler = { log.add($0.availableData) }
         daemon.standardError = stderr
         try daemon.run()
         let socket = dir.appendingPathComponent("events.sock").path
         #expect(waitFor(socket, seconds: 20), "no socket at \(socket)")
         let (subscriber, out) = try startSubscriber(socket)
-        sleep(seconds)
+        let events = Collected()
+        out.fileHandleForReading.readabilityHandler = { events.add($0.availableData) }
+        let deadline = Date().addingTimeInterval(60)
+        while !done(events.text, log.text) && Date() < deadline { usleep(100_000) }
+        sleep(1)
         kill(daemon.processIdentifier, SIGTERM)
         daemon.waitUntilExit()
         subscriber.waitUntilExit()
-        let lines = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            .split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-        return (lines, daemon.terminationStatus, String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        // The pipes' last bytes: stop the handlers, then read what is left.
+        out.fileHandleForReading.readabilityHandler = nil
+        stderr.fileHandleForReading.readabilityHandler = nil
+        events.add(out.fileHandleForReading.readDataToEndOfFile())
+        log.add(stderr.fileHandleForReading.readDataToEndOfFile())
+        let lines = events.text.split(separator: "\n")
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        return (lines, daemon.terminationStatus, log.text)
+    }
+
+    /// Bytes a pipe's handler collects.
+    final class Collected: @unchecked Sendable {
+        private let lock = NSLock()
+        private var data = Data()
+        func add(_ more: Data) { lock.withLock { data.append(more) } }
+        var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }
     }
 
     /// Every file under `directory`, relative.
@@ -161,7 +181,8 @@ import Glibc
     @Test func snapshotsAreWrittenAndNamedInTheEvents() throws {
         let dir = try setUp()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let run = try runWithSnapshots(in: dir)
+        // Until an event names a snapshot (the looped clip's actions end at SIGTERM).
+        let run = try runWithSnapshots(in: dir) { events, _ in events.contains("\"snapshot\":{") }
         #expect(run.status == 0, "\(run.log)")
         let ends = run.lines.filter { $0["type"] as? String == "action.end" }
         #expect(!ends.isEmpty)
@@ -189,7 +210,12 @@ import Glibc
     func fileSizeLimitFailsSnapshotsButNotTheDaemon() throws {
         let dir = try setUp()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let run = try runWithSnapshots(in: dir, prefix: ["prlimit", "--fsize=1000"], seconds: 5)
+        // Until a write has failed and two stats lines came after the first action (the looped
+        // clip's actions end at SIGTERM).
+        let run = try runWithSnapshots(in: dir, prefix: ["prlimit", "--fsize=1000"]) { events, log in
+            guard log.contains("File too large"), let start = events.range(of: "\"action.start\"") else { return false }
+            return events[start.upperBound...].components(separatedBy: "\"type\":\"stats\"").count > 2
+        }
         #expect(run.status == 0, "\(run.log)")
         let types = run.lines.compactMap { $0["type"] as? String }
         let starts = types.filter { $0 == "action.start" }.count
