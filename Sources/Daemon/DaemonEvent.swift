@@ -43,13 +43,33 @@ public enum DaemonEvent: Sendable, Equatable {
         public var windowEndMonotonic: Double
         /// Model time for the window.
         public var latencyMs: Double
+        /// The action's snapshot as it is on disk when the event is sent (absent: none yet,
+        /// or snapshots are off).
+        public var snapshot: Snapshot? = nil
 
         enum CodingKeys: String, CodingKey {
             case actionID = "action_id", camera, label, score, top
             case windowStart = "window_start", windowEnd = "window_end"
             case windowStartMonotonic = "window_start_mono", windowEndMonotonic = "window_end_mono"
-            case latencyMs = "latency_ms"
+            case latencyMs = "latency_ms", snapshot
         }
+    }
+
+    /// A JPEG of the last frame of the action's best-scoring window so far.
+    public struct Snapshot: Codable, Sendable, Equatable {
+        /// Absolute path under `<state_dir>/snapshots`.
+        public var path: String
+        /// Capture time of the frame (seconds since 1970) and the window's score for the label.
+        public var frameTime: Double
+        public var score: Float
+
+        public init(path: String, frameTime: Double, score: Float) {
+            self.path = path
+            self.frameTime = frameTime
+            self.score = score
+        }
+
+        enum CodingKeys: String, CodingKey { case path, frameTime = "frame_time", score }
     }
 
     public struct CameraStatus: Codable, Sendable, Equatable {
@@ -79,6 +99,8 @@ public enum DaemonEvent: Sendable, Equatable {
         public var cameras: [Camera]
         /// The MQTT publisher's counters, when one is configured.
         public var mqtt: MQTTPublisher.Counters? = nil
+        /// The snapshot writer's counters, when snapshots are on.
+        public var snapshots: SnapshotWriter.Counters? = nil
     }
 
     /// The `type` field of the line.

@@ -24,6 +24,8 @@ public final class DaemonRuntime: @unchecked Sendable {
     /// nil without a `metrics:` section.
     let metrics: DaemonMetrics?
     private let metricsServer: MetricsServer?
+    /// nil without an enabled `snapshots:` section.
+    let snapshots: SnapshotWriter?
     private var pipelines: [CameraPipeline] = []
     private let lock = NSLock()
     private let stopped = DispatchSemaphore(value: 0)
@@ -86,6 +88,15 @@ public final class DaemonRuntime: @unchecked Sendable {
             metrics = nil
             metricsServer = nil
         }
+        if let settings = configuration.snapshots, settings.enabled, let stateDirectory = configuration.stateDirectory {
+            snapshots = SnapshotWriter(configuration: settings, stateDirectory: stateDirectory,
+                                       log: { FileHandle.standardError.write(Data("m2clipd: \($0)\n".utf8)) },
+                                       written: { [mqtt] job, _, jpeg in
+                                           mqtt?.offerSnapshot(camera: job.camera, label: job.label, jpeg: jpeg)
+                                       })
+        } else {
+            snapshots = nil
+        }
         let hello = DaemonEvent.Hello(daemon: "m2clipd", version: Self.version, model: configuration.model,
                                       cameras: configuration.cameras.map(\.id), labels: model.labels.count)
         if let fd = SocketActivation.listeningFD() {
@@ -99,6 +110,10 @@ public final class DaemonRuntime: @unchecked Sendable {
     /// Runs until SIGTERM or SIGINT; returns after a graceful drain.
     public func run() throws {
         for sig in [SIGTERM, SIGINT, SIGHUP] { signal(sig, SIG_IGN) }
+        // A file size limit (LimitFSIZE=, prlimit) must fail the write with EFBIG, which the
+        // snapshot writer counts, not kill the daemon with SIGXFSZ.
+        signal(SIGXFSZ, SIG_IGN)
+        snapshots?.start()
         try startPipelines()
         if let mqtt {
             mqtt.update(cameras: watchedCameras)
@@ -136,7 +151,7 @@ public final class DaemonRuntime: @unchecked Sendable {
             }
             let bus = self.bus
             return try CameraPipeline(camera: camera, source: source, engine: engine, epoch: bus.epoch,
-                                      metrics: metrics?.camera(camera.id), emit: { bus.publish($0) })
+                                      metrics: metrics?.camera(camera.id), snapshots: snapshots, emit: { bus.publish($0) })
         }
         lock.withLock {
             pipelines = built
@@ -163,6 +178,11 @@ public final class DaemonRuntime: @unchecked Sendable {
     private func shutdown() {
         timers.forEach { $0.cancel() }
         stopPipelines(reason: "shutdown")
+        if let snapshots {
+            snapshots.stop(timeout: min(configuration.shutdownTimeoutSeconds, 3))
+            let c = snapshots.totals
+            log("snapshots: \(c.written) written, \(c.failed) failed, \(c.dropped) dropped, \(c.deleted) deleted by retention")
+        }
         publishStats()
         if let mqtt {
             let c = mqtt.stop(timeout: min(configuration.shutdownTimeoutSeconds, 3))
@@ -180,8 +200,9 @@ public final class DaemonRuntime: @unchecked Sendable {
         do {
             let next = try Self.loadRunnable(path: configurationPath)
             guard next.model == configuration.model, next.socket == configuration.socket,
-                  next.mqtt == configuration.mqtt, next.metrics == configuration.metrics else {
-                log("reload: model, socket, mqtt or metrics changed; restart the service to apply that (cameras kept)")
+                  next.mqtt == configuration.mqtt, next.metrics == configuration.metrics,
+                  next.snapshots == configuration.snapshots, next.stateDirectory == configuration.stateDirectory else {
+                log("reload: model, socket, mqtt, metrics, snapshots or state_dir changed; restart the service to apply that (cameras kept)")
                 return
             }
             notifier.notify("RELOADING=1")
@@ -199,7 +220,7 @@ public final class DaemonRuntime: @unchecked Sendable {
 
     private func publishStats() {
         let cameras = lock.withLock { pipelines }.map { $0.stats() }
-        bus.publish(.stats(.init(cameras: cameras, mqtt: mqtt?.counters)))
+        bus.publish(.stats(.init(cameras: cameras, mqtt: mqtt?.counters, snapshots: snapshots?.totals)))
     }
 
     /// The running cameras and the labels each scores, for the MQTT publisher.

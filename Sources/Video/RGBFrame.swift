@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// One decoded frame, upright (display rotation applied), as packed 8-bit RGB.
 public struct RGBFrame: Sendable {
     /// Displayed size in pixels.
@@ -38,4 +42,21 @@ public protocol FrameSource: AnyObject {
     var fps: Double { get }
     /// The frames with these display indices, in the order asked (repeats allowed).
     func frames(at indices: [Int]) throws -> [RGBFrame]
+}
+
+extension RGBFrame {
+    /// Peak signal-to-noise ratio against a frame of the same size, in dB over all three
+    /// channels (peak 255; infinity when identical): how close a lossy copy (a JPEG snapshot
+    /// decoded again) is to the frame it was made from.
+    public func psnr(against other: RGBFrame) -> Double {
+        precondition(width == other.width && height == other.height,
+                     "PSNR of \(width)x\(height) against \(other.width)x\(other.height)")
+        var squares = 0.0
+        for (a, b) in zip(rgb, other.rgb) {
+            let d = Double(a) - Double(b)
+            squares += d * d
+        }
+        let mse = squares / Double(max(rgb.count, 1))
+        return mse == 0 ? .infinity : 10 * log10(255 * 255 / mse)
+    }
 }

@@ -123,6 +123,116 @@ import Glibc
         #expect(statuses.contains("front offline") && statuses.contains("back online"), "\(statuses)")
     }
 
+    /// m2clipd with `snapshots:` as a process, through `prefix` (prlimit) when given: the
+    /// subscriber's JSON lines, the daemon's exit status and log, after SIGTERM once
+    /// `done(subscriber output, daemon log)` holds (or 60 s pass: a loaded machine is slow to
+    /// load the model and score the first windows), then one more second.
+    func runWithSnapshots(in dir: URL, prefix: [String] = [], until done: @escaping (String, String) -> Bool) throws
+        -> (lines: [[String: Any]], status: Int32, log: String) {
+        let config = dir.appendingPathComponent("m2clipd.yaml")
+        try (String(contentsOf: config, encoding: .utf8) + "\nstate_dir: \(dir.path)/state\nsnapshots: {quality: 85}\n")
+            .write(to: config, atomically: true, encoding: .utf8)
+        let daemon = Process()
+        daemon.executableURL = URL(fileURLWithPath: prefix.isEmpty ? Self.daemon.path : "/usr/bin/env")
+        daemon.arguments = (prefix.isEmpty ? [] : prefix + [Self.daemon.path]) + ["--config", config.path]
+        let stderr = Pipe(), log = Collected()
+        stderr.fileHandleForReading.readabilityHandler = { log.add($0.availableData) }
+        daemon.standardError = stderr
+        try daemon.run()
+        let socket = dir.appendingPathComponent("events.sock").path
+        #expect(waitFor(socket, seconds: 20), "no socket at \(socket)")
+        let (subscriber, out) = try startSubscriber(socket)
+        let events = Collected()
+        out.fileHandleForReading.readabilityHandler = { events.add($0.availableData) }
+        let deadline = Date().addingTimeInterval(60)
+        while !done(events.text, log.text) && Date() < deadline { usleep(100_000) }
+        sleep(1)
+        kill(daemon.processIdentifier, SIGTERM)
+        daemon.waitUntilExit()
+        subscriber.waitUntilExit()
+        // The pipes' last bytes: stop the handlers, then read what is left.
+        out.fileHandleForReading.readabilityHandler = nil
+        stderr.fileHandleForReading.readabilityHandler = nil
+        events.add(out.fileHandleForReading.readDataToEndOfFile())
+        log.add(stderr.fileHandleForReading.readDataToEndOfFile())
+        let lines = events.text.split(separator: "\n")
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        return (lines, daemon.terminationStatus, log.text)
+    }
+
+    /// Bytes a pipe's handler collects.
+    final class Collected: @unchecked Sendable {
+        private let lock = NSLock()
+        private var data = Data()
+        func add(_ more: Data) { lock.withLock { data.append(more) } }
+        var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }
+    }
+
+    /// Every file under `directory`, relative.
+    static func files(under directory: String) -> [String] {
+        (FileManager.default.enumerator(atPath: directory)?.allObjects as? [String] ?? []).filter { path in
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: directory + "/" + path, isDirectory: &isDirectory) && !isDirectory.boolValue
+        }
+    }
+
+    /// Action events name JPEG files under <state_dir>/snapshots/front/<day>/, and they are
+    /// there, whole, after SIGTERM; nothing else is (no temporary file).
+    @Test func snapshotsAreWrittenAndNamedInTheEvents() throws {
+        let dir = try setUp()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // Until an event names a snapshot (the looped clip's actions end at SIGTERM).
+        let run = try runWithSnapshots(in: dir) { events, _ in events.contains("\"snapshot\":{") }
+        #expect(run.status == 0, "\(run.log)")
+        let ends = run.lines.filter { $0["type"] as? String == "action.end" }
+        #expect(!ends.isEmpty)
+        let named = Set(run.lines.compactMap { ($0["snapshot"] as? [String: Any])?["path"] as? String })
+        #expect(!named.isEmpty, "no event names a snapshot")
+        let root = dir.appendingPathComponent("state/snapshots").path
+        for path in named {
+            #expect(path.hasPrefix(root + "/front/") && path.hasSuffix(".jpg"), "\(path)")
+            let bytes = [UInt8]((try? Data(contentsOf: URL(fileURLWithPath: path))) ?? Data())
+            #expect(Array(bytes.prefix(2)) == [0xFF, 0xD8] && Array(bytes.suffix(2)) == [0xFF, 0xD9], "\(path): not a whole JPEG")
+        }
+        let onDisk = Self.files(under: root)
+        #expect(onDisk.allSatisfy { $0.hasPrefix("front/") && $0.hasSuffix(".jpg") && !$0.contains("/.") }, "\(onDisk)")
+        let stats = try #require(run.lines.last { $0["type"] as? String == "stats" })
+        let counters = try #require(stats["snapshots"] as? [String: Any], "stats carry the snapshot counters")
+        #expect((counters["written"] as? Int ?? 0) >= named.count && counters["failed"] as? Int == 0)
+        #expect(run.log.contains("snapshots: "), "\(run.log)")
+    }
+
+    /// A file size limit below one JPEG (prlimit --fsize, as a full disk would): every write
+    /// fails with EFBIG and is logged with its file name and counted; the daemon goes on
+    /// taking frames and scoring windows (actions start and end, stats keep counting) and
+    /// leaves no snapshot or temporary file behind.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit")))
+    func fileSizeLimitFailsSnapshotsButNotTheDaemon() throws {
+        let dir = try setUp()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // Until a write has failed and two stats lines came after the first action (the looped
+        // clip's actions end at SIGTERM).
+        let run = try runWithSnapshots(in: dir, prefix: ["prlimit", "--fsize=1000"]) { events, log in
+            guard log.contains("File too large"), let start = events.range(of: "\"action.start\"") else { return false }
+            return events[start.upperBound...].components(separatedBy: "\"type\":\"stats\"").count > 2
+        }
+        #expect(run.status == 0, "\(run.log)")
+        let types = run.lines.compactMap { $0["type"] as? String }
+        let starts = types.filter { $0 == "action.start" }.count
+        #expect(starts >= 1 && starts == types.filter { $0 == "action.end" }.count, "\(types)")
+        #expect(run.lines.allSatisfy { $0["snapshot"] == nil })
+        let fps = run.lines.filter { $0["type"] as? String == "stats" }
+            .compactMap { (($0["cameras"] as? [[String: Any]])?.first?["fps_in"] as? Double) }
+        // The last stats line comes after the cameras stopped; the two before it saw frames.
+        #expect(fps.count >= 3 && fps.dropLast().suffix(2).allSatisfy { $0 > 1 }, "capture went on: fps_in \(fps)")
+        let failures = run.log.split(separator: "\n").filter { $0.contains("snapshot /") && $0.contains("File too large") }
+        #expect(!failures.isEmpty && failures.allSatisfy { $0.contains(dir.path + "/state/snapshots/front/") && $0.contains(".jpg") },
+                "\(run.log)")
+        let counters = run.lines.last { $0["type"] as? String == "stats" }?["snapshots"] as? [String: Any]
+        #expect((counters?["failed"] as? Int ?? 0) >= 1 && counters?["written"] as? Int == 0, "\(String(describing: counters))")
+        #expect(Self.files(under: dir.appendingPathComponent("state/snapshots").path).isEmpty)
+    }
+
     @Test func badConfigurationIsNamed() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clipd-bad-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

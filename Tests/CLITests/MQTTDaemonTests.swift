@@ -103,12 +103,17 @@ struct MQTTDaemonTests {
     /// children of the test process inherit its blocked signals, so mosquitto_sub's own -W
     /// timer (SIGALRM) and SIGTERM do not reach it; SIGKILL does.
     static func retained(_ topic: String, port: UInt16) throws -> String? {
+        try retainedPayload(topic, port: port).map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .newlines) }
+    }
+
+    /// The retained payload's bytes, as sent (`topic` may hold wildcards: the first match).
+    static func retainedPayload(_ topic: String, port: UInt16) throws -> Data? {
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("m2clip-retained-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: output) }
         let sub = Process()
         sub.executableURL = URL(fileURLWithPath: "/usr/bin/mosquitto_sub")
-        sub.arguments = ["-h", "127.0.0.1", "-p", "\(port)", "-t", topic, "-C", "1", "--retained-only"]
+        sub.arguments = ["-h", "127.0.0.1", "-p", "\(port)", "-t", topic, "-C", "1", "--retained-only", "-N"]
         sub.standardOutput = try FileHandle(forWritingTo: output)
         sub.standardError = FileHandle.nullDevice
         try sub.run()
@@ -118,7 +123,7 @@ struct MQTTDaemonTests {
         if timedOut { kill(sub.processIdentifier, SIGKILL) }
         sub.waitUntilExit()
         guard !timedOut, sub.terminationStatus == 0 else { return nil }
-        return try String(contentsOf: output, encoding: .utf8).trimmingCharacters(in: .newlines)
+        return try Data(contentsOf: output)
     }
 
     static func publish(_ topic: String, _ payload: String, port: UInt16) throws {
@@ -290,6 +295,35 @@ struct MQTTDaemonTests {
         #expect(components["front_status"]?["state_topic"] as? String == "m2clip/front/status")
         #expect(components.values.allSatisfy { ($0["unique_id"] as? String)?.hasPrefix("m2clipd-test_") == true })
         #expect(daemon.text.contains("dropped, 0 unsent at shutdown"), "\(daemon.text)")
+    }
+
+    /// With `snapshots:`, each action's JPEG goes retained to <prefix>/<camera>/<label>/snapshot:
+    /// after the run the broker holds one, byte for byte a snapshot file the daemon wrote, and
+    /// the Frigate-shaped events say has_snapshot once a snapshot exists.
+    @Test func snapshotsArePublishedRetained() throws {
+        let dir = try setUp(mqtt: "host: 127.0.0.1\nport: PORT")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("m2clipd.yaml")
+        try (String(contentsOf: config, encoding: .utf8) + "state_dir: \(dir.path)/state\nsnapshots: {quality: 80}\n")
+            .write(to: config, atomically: true, encoding: .utf8)
+        let broker = try Broker(directory: dir)
+        try Self.point(dir, at: broker)
+        let sub = try Subscriber(port: broker.port, topics: ["m2clip/events"], directory: dir)
+        let daemon = try Daemon(dir)
+        #expect(daemon.wait(20, for: "mqtt: connected"), "\(daemon.text)")
+        #expect(sub.wait(15) { m in m.contains { Self.json($0.payload)["type"] as? String == "update" } })
+        sleep(2)
+        #expect(daemon.stop() == 0, "\(daemon.text)")
+        sub.stop()
+
+        let jpeg = try #require(try Self.retainedPayload("m2clip/front/+/snapshot", port: broker.port), "no retained snapshot")
+        #expect(Array(jpeg.prefix(2)) == [0xFF, 0xD8] && Array(jpeg.suffix(2)) == [0xFF, 0xD9])
+        let root = dir.appendingPathComponent("state/snapshots").path
+        let files = (FileManager.default.enumerator(atPath: root)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".jpg") }
+        #expect(files.contains { (try? Data(contentsOf: URL(fileURLWithPath: root + "/" + $0))) == jpeg },
+                "the retained JPEG is none of \(files)")
+        let flags = sub.payloads("m2clip/events").map(Self.json).compactMap { ($0["after"] as? [String: Any])?["has_snapshot"] as? Bool }
+        #expect(flags.contains(true), "\(flags)")
     }
 
     /// kill -9: no DISCONNECT, so the broker publishes the retained last will.

@@ -23,6 +23,16 @@ import Testing
         #expect(outbox.isEmpty)
     }
 
+    /// A superseded retained payload leaves the queue; the rest keep their order, uncounted.
+    @Test func outboxRemovesASupersededTopic() {
+        var outbox = MQTTOutbox(capacity: 8)
+        for n in 0..<4 { outbox.append(Self.message(n, qos: 0)) }
+        _ = outbox.removeFirst()
+        outbox.append(MQTTMessage(topic: "t/1", text: "again", qos: 0, retain: true))
+        outbox.removeQueued(topic: "t/1")
+        #expect(outbox.drain().map(\.topic) == ["t/2", "t/3"] && outbox.dropped == 0)
+    }
+
     @Test func outboxIsFIFO() {
         var outbox = MQTTOutbox(capacity: 1000)
         for n in 0..<600 { outbox.append(Self.message(n, qos: 0)) }
@@ -128,5 +138,38 @@ final class ScriptedTransport: MQTTTransport, @unchecked Sendable {
         #expect(Array(topics.dropFirst(2).prefix(4)) == ["m2clip/door/wave", "m2clip/events/door", "m2clip/events", "m2clip/door/wave"])
         #expect(transport.published.last.map { ($0.topic, $0.text, $0.retain) } ?? ("", "", false) == ("m2clip/available", "stopped", true))
         #expect(final.dropped == 4 && final.unsent == 0 && final.sent == 6)
+    }
+
+    /// An action with a snapshot: `has_snapshot` turns true in the Frigate-shaped events from
+    /// the first event that names one (and stays), and the JPEG goes retained, byte for byte,
+    /// to `<prefix>/<camera>/<label>/snapshot`; one still queued for the topic is replaced.
+    @Test func snapshotsAreFlaggedAndPublishedRetained() throws {
+        let transport = ScriptedTransport(failures: 0)
+        let publisher = MQTTPublisher(configuration: .init(host: "broker", clientID: "t"),
+                                      cameras: [.init(id: "door", labels: ["wave"])], version: "t",
+                                      makeTransport: { transport }, log: { _ in })
+        var action = Self.action("a")
+        publisher.offer(.actionStart(action))
+        action.snapshot = .init(path: "/state/snapshots/door/2026-12-07/a.jpg", frameTime: 101, score: 0.7)
+        let jpeg: [UInt8] = [0xFF, 0xD8, 1, 2, 3, 0xFF, 0xD9]
+        publisher.offerSnapshot(camera: "door", label: "wave", jpeg: [0xFF, 0xD8, 0xFF, 0xD9]) // superseded while queued
+        publisher.offerSnapshot(camera: "door", label: "wave", jpeg: jpeg)
+        publisher.offer(.actionUpdate(action))
+        action.snapshot = nil // a later event without one keeps the flag
+        publisher.offer(.actionEnd(action))
+        publisher.start()
+        let deadline = Date().addingTimeInterval(5)
+        while publisher.counters.queued > 0 || !publisher.counters.connected, Date() < deadline { usleep(10_000) }
+        publisher.stop(timeout: 1)
+        let published = transport.published
+        let snapshots = published.filter { $0.topic == "m2clip/door/wave/snapshot" }
+        #expect(snapshots.count == 1)
+        let snapshot = try #require(snapshots.first)
+        #expect(snapshot.payload == jpeg && snapshot.retain && snapshot.qos == 0)
+        let flags = published.filter { $0.topic == "m2clip/events" }.map { message -> [Bool] in
+            let json = (try? JSONSerialization.jsonObject(with: Data(message.payload))) as? [String: Any] ?? [:]
+            return ["before", "after"].map { (json[$0] as? [String: Any])?["has_snapshot"] as? Bool ?? false }
+        }
+        #expect(flags == [[false, false], [false, true], [true, true]])
     }
 }

@@ -387,13 +387,18 @@ struct EventSchemaTests {
             let bus = busBox.value
             guard eventuallyTrue(10, { bus.subscriberCount == 1 }) else { published.signal(); return }
             bus.publish(.actionStart(eventAction("a")))
-            bus.publish(.actionUpdate(eventAction("a", score: 0.7)))
-            bus.publish(.actionEnd(eventAction("a", score: 0.1)))
+            var snapshotted = eventAction("a", score: 0.7)
+            snapshotted.snapshot = .init(path: "/var/lib/m2clipd/snapshots/door/2023-11-14/a.jpg",
+                                         frameTime: 1_700_000_002, score: 0.9)
+            bus.publish(.actionUpdate(snapshotted))
+            snapshotted.score = 0.1
+            bus.publish(.actionEnd(snapshotted))
             bus.publish(.cameraStatus(.init(camera: "door", status: .offline, reason: "end of stream")))
             bus.publish(.cameraStatus(.init(camera: "yard", status: .online, reason: nil)))
             bus.publish(.stats(.init(cameras: [.init(camera: "door", fpsIn: 25, fpsSampled: 8, fpsProcessed: 8,
                                                      skippedWindows: 0, droppedFrames: 2,
-                                                     inferenceP50Ms: 31.5, inferenceP90Ms: 40)])))
+                                                     inferenceP50Ms: 31.5, inferenceP90Ms: 40)],
+                                   snapshots: .init(written: 3, dropped: 0, failed: 1, deleted: 2))))
             published.signal()
         }.start()
         let result = try #require(runEventPython(["-c", Self.subscriber, path, Self.schema, extra.path]))

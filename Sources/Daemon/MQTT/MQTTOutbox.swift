@@ -24,6 +24,14 @@ struct MQTTOutbox {
         items.append(message)
     }
 
+    /// Removes the queued messages for `topic` (a retained payload superseded by a newer one:
+    /// the broker would keep only the newest). Not counted as drops.
+    mutating func removeQueued(topic: String) {
+        guard items[head...].contains(where: { $0.topic == topic }) else { return }
+        items = items[head...].filter { $0.topic != topic }
+        head = 0
+    }
+
     var first: MQTTMessage? { isEmpty ? nil : items[head] }
 
     mutating func removeFirst() -> MQTTMessage? {

@@ -112,6 +112,19 @@ public final class MQTTPublisher: @unchecked Sendable {
         }
     }
 
+    /// Queues an action's snapshot for `<prefix>/<camera>/<label>/snapshot`, retained (the
+    /// latest per label stays on the broker, as Frigate's do) at QoS 0, so a full outbox drops
+    /// snapshots before events. A snapshot still queued for the same topic is replaced, so
+    /// while the broker is away at most one JPEG per camera and label waits.
+    public func offerSnapshot(camera: String, label: String, jpeg: [UInt8]) {
+        lock.withLock {
+            guard !stopping else { return }
+            let topic = topics.snapshot(camera, label)
+            outbox.removeQueued(topic: topic)
+            outbox.append(MQTTMessage(topic: topic, payload: jpeg, qos: 0, retain: true))
+        }
+    }
+
     /// The messages an event becomes; updates the state sent again after a reconnect.
     /// Called under `lock`.
     private func messages(for event: DaemonEvent) -> [MQTTMessage] {
@@ -123,7 +136,8 @@ public final class MQTTPublisher: @unchecked Sendable {
         switch event {
         case .actionStart(let a):
             let snapshot = MQTTEventSnapshot(id: a.actionID, camera: a.camera, label: a.label, score: a.score,
-                                             topScore: a.score, startTime: a.windowStart, endTime: nil)
+                                             topScore: a.score, startTime: a.windowStart, endTime: nil,
+                                             hasSnapshot: a.snapshot != nil)
             openActions[a.actionID] = snapshot
             activeLabels[a.camera, default: []].insert(a.label)
             struct CameraEvent: Encodable { var event_type: String; var id: String; var score: Float }
@@ -141,6 +155,7 @@ public final class MQTTPublisher: @unchecked Sendable {
             var after = before
             after.score = a.score
             after.topScore = max(before.topScore, a.score)
+            after.hasSnapshot = before.hasSnapshot || a.snapshot != nil
             openActions[a.actionID] = after
             return [eventMessage("update", before, after, qos: qos)]
         case .actionEnd(let a):
@@ -150,6 +165,7 @@ public final class MQTTPublisher: @unchecked Sendable {
             var after = before
             after.score = a.score
             after.topScore = max(before.topScore, a.score)
+            after.hasSnapshot = before.hasSnapshot || a.snapshot != nil
             after.endTime = a.windowEnd
             let stillOn = openActions.values.contains { $0.camera == a.camera && $0.label == a.label }
             var out = [eventMessage("end", before, after, qos: 1)]

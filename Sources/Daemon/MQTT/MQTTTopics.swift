@@ -6,6 +6,7 @@ import Foundation
 ///     <prefix>/events               {"type":"new|update|end","before":{…},"after":{…}}
 ///     <prefix>/events/<camera>      {"event_type":<label>,"id":…,"score":…} on new (Home Assistant's event entity)
 ///     <prefix>/<camera>/<label>     retained: ON | OFF
+///     <prefix>/<camera>/<label>/snapshot   retained: the JPEG of the latest action's best frame
 ///     <prefix>/<camera>/status      retained: online | offline | stalled
 ///     <prefix>/stats                the stats event as JSON
 ///
@@ -40,6 +41,7 @@ public struct MQTTTopics: Sendable, Equatable {
     public func label(_ camera: String, _ label: String) -> String {
         "\(prefix)/\(Self.segment(camera))/\(Self.labelSegment(label))"
     }
+    public func snapshot(_ camera: String, _ label: String) -> String { self.label(camera, label) + "/snapshot" }
     public func status(_ camera: String) -> String { "\(prefix)/\(Self.segment(camera))/status" }
 }
 
@@ -74,6 +76,8 @@ struct MQTTEventSnapshot: Encodable, Equatable {
     var startTime: Double
     /// nil (JSON null) until the action ends.
     var endTime: Double?
+    /// An event has named a snapshot file for the action.
+    var hasSnapshot = false
 
     enum CodingKeys: String, CodingKey {
         case id, camera, label, score, topScore = "top_score", startTime = "start_time", endTime = "end_time"
@@ -89,7 +93,7 @@ struct MQTTEventSnapshot: Encodable, Equatable {
         try c.encode(topScore, forKey: .topScore)
         try c.encode(startTime, forKey: .startTime)
         if let endTime { try c.encode(endTime, forKey: .endTime) } else { try c.encodeNil(forKey: .endTime) }
-        try c.encode(false, forKey: .hasSnapshot)
+        try c.encode(hasSnapshot, forKey: .hasSnapshot)
         try c.encode(false, forKey: .hasClip)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Video
 
 /// Turns one camera's successive window scores into action events with hysteresis.
 ///
@@ -11,6 +12,11 @@ import Foundation
 /// clients never see flickers. With a minimum of 0 the start comes on the opening window.
 /// While active, each window gives an `action.update`.
 ///
+/// Best frames: for each action (from its opening window, confirmed or not) the tracker keeps
+/// the last frame of its best-scoring window so far, when windows carry one — one frame per
+/// open action, shared with the window, not a copy. `takeBests` hands out the confirmed
+/// actions whose best changed, for their snapshots.
+///
 /// Pure logic: no clocks, no threads; times come from the windows.
 public struct ActionTracker: Sendable {
     /// One scored window.
@@ -22,21 +28,37 @@ public struct ActionTracker: Sendable {
         public var startMonotonic: Double
         public var endMonotonic: Double
         public var latencyMs: Double
+        /// The window's last frame (captured at `endWallClock`), for snapshots; nil: none kept.
+        public var frame: RGBFrame?
 
         public init(scores: [DaemonEvent.Score], startWallClock: Double, endWallClock: Double,
-                    startMonotonic: Double, endMonotonic: Double, latencyMs: Double) {
+                    startMonotonic: Double, endMonotonic: Double, latencyMs: Double, frame: RGBFrame? = nil) {
             self.scores = scores
             self.startWallClock = startWallClock
             self.endWallClock = endWallClock
             self.startMonotonic = startMonotonic
             self.endMonotonic = endMonotonic
             self.latencyMs = latencyMs
+            self.frame = frame
         }
+    }
+
+    /// An action's best frame so far: the last frame of its top-scoring window.
+    public struct Best: Sendable {
+        public var actionID: String
+        public var label: String
+        public var score: Float
+        /// Capture time of `frame` (the window's end), seconds since 1970.
+        public var frameTime: Double
+        public var frame: RGBFrame
     }
 
     private struct Open {
         var id: String?          // nil until confirmed (start emitted)
         var sinceMonotonic: Double
+        var best: (score: Float, frameTime: Double, frame: RGBFrame)? = nil
+        /// `best` changed since `takeBests` last handed it out.
+        var bestChanged = false
     }
 
     public let camera: String
@@ -77,6 +99,10 @@ public struct ActionTracker: Sendable {
         }
         for label in open.keys.sorted() {
             let value = score[label] ?? 0
+            if let frame = window.frame, value > open[label]!.best?.score ?? -.infinity {
+                open[label]!.best = (value, window.endWallClock, frame)
+                open[label]!.bestChanged = true
+            }
             if let id = open[label]!.id {
                 updates.append(.actionUpdate(action(id, label, value, window)))
             } else if window.endMonotonic - open[label]!.sinceMonotonic >= thresholds.minDurationSeconds {
@@ -87,6 +113,17 @@ public struct ActionTracker: Sendable {
             }
         }
         return ends + starts + updates
+    }
+
+    /// The confirmed actions whose best frame changed since the last call, by label.
+    public mutating func takeBests() -> [Best] {
+        var out: [Best] = []
+        for label in open.keys.sorted() {
+            guard let id = open[label]!.id, open[label]!.bestChanged, let best = open[label]!.best else { continue }
+            open[label]!.bestChanged = false
+            out.append(Best(actionID: id, label: label, score: best.score, frameTime: best.frameTime, frame: best.frame))
+        }
+        return out
     }
 
     /// Ends every action in progress (camera offline, shutdown), with the last window's times;

@@ -17,6 +17,10 @@ import Video
 /// frames return. When the source ends (end of file, failure, `stop`) the waiting window is
 /// scored, open actions end, and `camera.status offline` comes last, with the reason. A source
 /// that fails to start gives only the offline status.
+///
+/// Snapshots (with a `SnapshotWriter`): when an action's best window changes, the window's
+/// last frame goes to the writer's queue; action events carry the snapshot the writer has on
+/// disk by then (`DaemonEvent.Action.snapshot`).
 public final class CameraPipeline: @unchecked Sendable {
     /// Totals since `start`.
     public struct Counters: Sendable, Equatable {
@@ -37,6 +41,8 @@ public final class CameraPipeline: @unchecked Sendable {
     public let frames: Int
     private let emit: @Sendable (DaemonEvent) -> Void
     private let metrics: CameraMetrics?
+    /// nil: no snapshots.
+    private let snapshots: SnapshotWriter?
 
     private let state = NSCondition()
     private var counters = Counters()
@@ -65,9 +71,10 @@ public final class CameraPipeline: @unchecked Sendable {
     ///   - epoch: this daemon run's id, for action ids.
     ///   - top: labels listed in each action event.
     ///   - metrics: counted into beside `totals`, when the daemon serves metrics.
+    ///   - snapshots: where action snapshots go (nil: none).
     ///   - emit: receives every event, from the pipeline's threads; must not block for long.
     public init(camera: DaemonConfiguration.Camera, source: CameraSource, engine: InferenceEngine,
-                epoch: String, top: Int = 5, metrics: CameraMetrics? = nil,
+                epoch: String, top: Int = 5, metrics: CameraMetrics? = nil, snapshots: SnapshotWriter? = nil,
                 emit: @escaping @Sendable (DaemonEvent) -> Void) throws {
         self.camera = camera
         self.source = source
@@ -76,6 +83,7 @@ public final class CameraPipeline: @unchecked Sendable {
         frames = camera.frames ?? engine.model.configuration.frames
         tracker = ActionTracker(camera: camera.id, thresholds: camera.thresholds, top: top, epoch: epoch)
         self.metrics = metrics
+        self.snapshots = snapshots
         if let metrics {
             self.emit = { event in
                 metrics.observe(event)
@@ -272,15 +280,15 @@ public final class CameraPipeline: @unchecked Sendable {
                 process(window)
             case .status(let before, let status):
                 if let before { process(before) }
-                if status.status != .online { for event in tracker.finish() { emit(event) } }
+                if status.status != .online { finishActions() }
                 emit(.cameraStatus(status))
             case .stalled(let seconds):
-                for event in tracker.finish() { emit(event) }
+                finishActions()
                 emit(.cameraStatus(.init(camera: camera.id, status: .stalled,
                                          reason: String(format: "no frame for %.1f s", seconds))))
             case .end(let end):
                 let reason = state.withLock { stopReason } ?? end?.reason ?? "stopped"
-                for event in tracker.finish() { emit(event) }
+                finishActions()
                 emit(.cameraStatus(.init(camera: camera.id, status: .offline, reason: reason)))
                 state.withLock {
                     finished = true
@@ -305,15 +313,45 @@ public final class CameraPipeline: @unchecked Sendable {
         let observation = ActionTracker.Observation(
             scores: zip(scorer.labels, scores).map { DaemonEvent.Score(label: $0, score: $1) },
             startWallClock: window.startWallClock, endWallClock: window.endWallClock,
-            startMonotonic: window.startMonotonic, endMonotonic: window.endMonotonic, latencyMs: latency)
+            startMonotonic: window.startMonotonic, endMonotonic: window.endMonotonic, latencyMs: latency,
+            frame: snapshots == nil ? nil : window.lastFrame)
         let events = tracker.observe(observation)
-        for event in events { emit(event) }
+        if let snapshots {
+            for best in tracker.takeBests() {
+                snapshots.submit(.init(actionID: best.actionID, camera: camera.id, label: best.label, score: best.score,
+                                       frameTime: best.frameTime, frame: best.frame))
+            }
+        }
+        events.forEach(emitAction)
         if let metrics {
             metrics.processedWindows.increment()
             metrics.inferenceDuration.recordSeconds(seconds)
             // The window's last frame was captured at endMonotonic (CLOCK_MONOTONIC, as `now`).
             let published = MonotonicClock.now() - window.endMonotonic
             for _ in events { metrics.eventLatency.recordSeconds(published) }
+        }
+    }
+
+    /// Ends the open actions (camera offline, stalled, stopping).
+    private func finishActions() {
+        tracker.finish().forEach(emitAction)
+    }
+
+    /// Emits an action event with the snapshot on disk for it, if any.
+    private func emitAction(_ event: DaemonEvent) {
+        guard let snapshots else { return emit(event) }
+        switch event {
+        case .actionStart(var a):
+            a.snapshot = snapshots.snapshot(for: a.actionID)
+            emit(.actionStart(a))
+        case .actionUpdate(var a):
+            a.snapshot = snapshots.snapshot(for: a.actionID)
+            emit(.actionUpdate(a))
+        case .actionEnd(var a):
+            a.snapshot = snapshots.snapshot(for: a.actionID, ending: true)
+            emit(.actionEnd(a))
+        default:
+            emit(event)
         }
     }
 }

@@ -160,6 +160,7 @@ extension DaemonConfiguration {
         }
         try mqtt?.validate(cameras: cameras, resolve: resolve, fail: fail)
         try metrics?.validate(fail: fail)
+        try snapshots?.validate(stateDirectory: stateDirectory, fail: fail)
     }
 
     /// Creates `stateDirectory` (mode 0750) when it is missing; returns it.

@@ -22,6 +22,7 @@ import Yams
 ///     state_dir: /var/lib/m2clipd/door    # optional; default: systemd's $STATE_DIRECTORY
 ///     mqtt: { host: broker.lan, … }       # optional: see `MQTT`
 ///     metrics: { listen: "127.0.0.1:9464" } # optional: see `Metrics`
+///     snapshots: { quality: 85, … }       # optional: see `Snapshots`
 ///
 /// `load(path:)` rejects unknown keys and checks every value; errors name the file and the
 /// field (`ConfigurationError`).
@@ -40,10 +41,13 @@ public struct DaemonConfiguration: Codable, Sendable, Equatable {
     public var mqtt: MQTT?
     /// nil: no metrics endpoint.
     public var metrics: Metrics?
+    /// nil: no snapshots.
+    public var snapshots: Snapshots?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case model, socket, threads, cameras, mqtt, metrics
         case stateDirectory = "state_dir"
+        case snapshots
         case statsIntervalSeconds = "stats_interval_s", shutdownTimeoutSeconds = "shutdown_timeout_s"
     }
 
@@ -186,6 +190,7 @@ extension DaemonConfiguration {
         stateDirectory = try c.decodeIfPresent(String.self, forKey: .stateDirectory)
         mqtt = try c.decodeIfPresent(MQTT.self, forKey: .mqtt)
         metrics = try c.decodeIfPresent(Metrics.self, forKey: .metrics)
+        snapshots = try c.decodeIfPresent(Snapshots.self, forKey: .snapshots)
     }
 }
 

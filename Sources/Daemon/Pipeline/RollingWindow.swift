@@ -8,7 +8,8 @@ import Video
 /// Sampling counts source frames, not timestamps: frame n (its `sequence`) is kept when
 /// n ≥ next, and next then advances by fps / sampleFPS frames (at least 1), so 30 → 8 fps keeps
 /// frames 0, 4 (3.75), 8 (7.5), 12 (11.25), 15, … and a sequence gap (dropped frames) does not
-/// shift the schedule. Memory: T preprocessed frames plus the window handed out.
+/// shift the schedule. Memory: T preprocessed frames plus the window handed out (with its last
+/// display frame).
 public struct RollingWindow {
     /// One model input.
     public struct Window: Sendable {
@@ -22,6 +23,9 @@ public struct RollingWindow {
         public var endWallClock: Double
         public var startMonotonic: Double
         public var endMonotonic: Double
+        /// The last frame as captured (display size), for the action snapshot of a window that
+        /// scores best; the frame the source delivered, not a copy.
+        public var lastFrame: RGBFrame? = nil
     }
 
     public let frames: Int
@@ -100,6 +104,6 @@ public struct RollingWindow {
         let first = meta[order.first!], last = meta[order.last!]
         return Window(pixels: out, frames: frames, sequences: order.map { meta[$0].sequence },
                       startWallClock: first.wall, endWallClock: last.wall,
-                      startMonotonic: first.mono, endMonotonic: last.mono)
+                      startMonotonic: first.mono, endMonotonic: last.mono, lastFrame: image)
     }
 }
