@@ -19,6 +19,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // C compute core: scalar reference, x86 (AVX2, AVX-512) and Arm (NEON) variants,
@@ -71,10 +72,12 @@ let package = Package(
         .target(name: "Quantization", dependencies: ["M2Model", "Video", "SafeTensors"]),
         // Video → model → answers: classification of files (later: the daemon's pipelines).
         .target(name: "Pipeline", dependencies: ["M2Model", "Video"]),
-        // m2clipd as a library: configuration, camera pipelines, event bus, socket server, MQTT.
+        // m2clipd as a library: configuration, camera pipelines, event bus, socket server, MQTT,
+        // event history (SQLite through GRDB, linking Debian's libsqlite3-dev).
         .target(
             name: "Daemon",
-            dependencies: ["Pipeline", "M2Model", "Video", "CMosquitto", .product(name: "Yams", package: "Yams")]
+            dependencies: ["Pipeline", "M2Model", "Video", "CMosquitto", .product(name: "Yams", package: "Yams"),
+                           .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .executableTarget(name: "m2clipd", dependencies: [
             "Daemon", .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(pkg-config gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
           libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg systemd
-          libv4l-dev v4l-utils libmosquitto-dev mosquitto mosquitto-clients)
+          libv4l-dev v4l-utils libmosquitto-dev mosquitto mosquitto-clients libsqlite3-dev)
 
 missing=()
 for p in "${packages[@]}"; do

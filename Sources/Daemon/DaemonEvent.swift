@@ -79,6 +79,8 @@ public enum DaemonEvent: Sendable, Equatable {
         public var cameras: [Camera]
         /// The MQTT publisher's counters, when one is configured.
         public var mqtt: MQTTPublisher.Counters? = nil
+        /// The event history's counters, when history is on.
+        public var history: EventHistory.Counters? = nil
     }
 
     /// The `type` field of the line.

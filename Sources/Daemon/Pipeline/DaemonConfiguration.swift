@@ -20,6 +20,7 @@ import Yams
 ///         labels: [opening door, closing door]   # optional, zero-shot only
 ///         stall_timeout_s: 5              # optional: no frame this long → camera.status stalled
 ///     state_dir: /var/lib/m2clipd/door    # optional; default: systemd's $STATE_DIRECTORY
+///     history: { retention_days: 30, max_mb: 256 }   # optional: see `History`
 ///     mqtt: { host: broker.lan, … }       # optional: see `MQTT`
 ///
 /// `load(path:)` rejects unknown keys and checks every value; errors name the file and the
@@ -35,11 +36,13 @@ public struct DaemonConfiguration: Codable, Sendable, Equatable {
     /// Where the daemon keeps what outlives a run (event history, snapshots); created when
     /// missing. nil when neither `state_dir` nor systemd's `$STATE_DIRECTORY` gives one.
     public var stateDirectory: String?
+    /// Event history under `stateDirectory` (on by default when there is one).
+    public var history = History()
     /// nil: no MQTT.
     public var mqtt: MQTT?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case model, socket, threads, cameras, mqtt
+        case model, socket, threads, cameras, history, mqtt
         case stateDirectory = "state_dir"
         case statsIntervalSeconds = "stats_interval_s", shutdownTimeoutSeconds = "shutdown_timeout_s"
     }
@@ -181,6 +184,7 @@ extension DaemonConfiguration {
         shutdownTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .shutdownTimeoutSeconds) ?? 5
         cameras = try c.decode([Camera].self, forKey: .cameras)
         stateDirectory = try c.decodeIfPresent(String.self, forKey: .stateDirectory)
+        history = try c.decodeIfPresent(History.self, forKey: .history) ?? History()
         mqtt = try c.decodeIfPresent(MQTT.self, forKey: .mqtt)
     }
 }
