@@ -21,6 +21,8 @@ public final class DaemonRuntime: @unchecked Sendable {
     let server: SocketServer
     /// nil without an `mqtt:` section.
     let mqtt: MQTTPublisher?
+    /// nil when history is off or there is no state directory.
+    let history: EventHistory?
     private var pipelines: [CameraPipeline] = []
     private let lock = NSLock()
     private let stopped = DispatchSemaphore(value: 0)
@@ -57,7 +59,11 @@ public final class DaemonRuntime: @unchecked Sendable {
         let context = try ComputeContext(threads: configuration.threads)
         let model = try ModelFile.load(path: configuration.model, context: context)
         engine = InferenceEngine(model: model, context: context)
-        bus = EventBus(epoch: UUID().uuidString.lowercased(), ringCapacity: 4096)
+        history = configuration.historyDatabase.map { path in
+            EventHistory(path: path, retention: configuration.history.retention,
+                         log: { FileHandle.standardError.write(Data("m2clipd: \($0)\n".utf8)) })
+        }
+        bus = EventBus(epoch: UUID().uuidString.lowercased(), ringCapacity: 4096, history: history)
         if let settings = configuration.mqtt {
             let publisher = MQTTPublisher(
                 configuration: settings, cameras: [], version: Self.version,
@@ -92,6 +98,10 @@ public final class DaemonRuntime: @unchecked Sendable {
         addSignal(SIGINT) { [weak self] in self?.requestStop("SIGINT") }
         addSignal(SIGHUP) { [weak self] in self?.reload() }
         addTimer(every: configuration.statsIntervalSeconds) { [weak self] in self?.publishStats() }
+        if let history {
+            addTimer(every: history.retryInterval) { [weak self] in self?.bus.retryHistory() }
+            addTimer(every: 3600) { history.applyRetention() }
+        }
         if let interval = notifier.watchdogInterval {
             addTimer(every: interval) { [weak self] in self?.watchdogTick() }
         }
@@ -151,6 +161,7 @@ public final class DaemonRuntime: @unchecked Sendable {
         }
         bus.finishAll()
         server.stop()
+        history?.close()
         log("stopped")
     }
 
@@ -160,8 +171,9 @@ public final class DaemonRuntime: @unchecked Sendable {
         do {
             let next = try Self.loadRunnable(path: configurationPath)
             guard next.model == configuration.model, next.socket == configuration.socket,
-                  next.mqtt == configuration.mqtt else {
-                log("reload: model, socket or mqtt changed; restart the service to apply that (cameras kept)")
+                  next.mqtt == configuration.mqtt, next.historyDatabase == configuration.historyDatabase,
+                  next.history == configuration.history else {
+                log("reload: model, socket, mqtt or history changed; restart the service to apply that (cameras kept)")
                 return
             }
             notifier.notify("RELOADING=1")
@@ -179,7 +191,7 @@ public final class DaemonRuntime: @unchecked Sendable {
 
     private func publishStats() {
         let cameras = lock.withLock { pipelines }.map { $0.stats() }
-        bus.publish(.stats(.init(cameras: cameras, mqtt: mqtt?.counters)))
+        bus.publish(.stats(.init(cameras: cameras, mqtt: mqtt?.counters, history: history?.counters)))
     }
 
     /// The running cameras and the labels each scores, for the MQTT publisher.

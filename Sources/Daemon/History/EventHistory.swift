@@ -187,7 +187,8 @@ public final class EventHistory: @unchecked Sendable {
         state.writeFailures += 1
         nextAttempt = now.addingTimeInterval(retryInterval)
         if state.writing {
-            log("history: \(error); events still reach subscribers, up to \(pendingCapacity) wait in memory, "
+            // `error` is a HistoryError, which names the file.
+            log("\(error); events still reach subscribers, up to \(pendingCapacity) wait in memory, "
                 + "retrying every \(retryInterval) s")
             state.writing = false
         }
