@@ -41,11 +41,18 @@ import Glibc
         return false
     }
 
-    /// m2clipd on the directory's configuration, once its socket exists.
-    func startDaemon(in dir: URL) throws -> (Process, Pipe, String) {
+    /// m2clipd on the directory's configuration, under `wrapper` (e.g. prlimit) when given,
+    /// once its socket exists.
+    func startDaemon(in dir: URL, under wrapper: [String] = []) throws -> (Process, Pipe, String) {
         let daemon = Process()
-        daemon.executableURL = Self.daemon
-        daemon.arguments = ["--config", dir.appendingPathComponent("m2clipd.yaml").path]
+        let arguments = ["--config", dir.appendingPathComponent("m2clipd.yaml").path]
+        if wrapper.isEmpty {
+            daemon.executableURL = Self.daemon
+            daemon.arguments = arguments
+        } else {
+            daemon.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            daemon.arguments = wrapper + [Self.daemon.path] + arguments
+        }
         let stderr = Pipe()
         daemon.standardError = stderr
         try daemon.run()
