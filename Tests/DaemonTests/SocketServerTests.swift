@@ -393,7 +393,8 @@ struct EventSchemaTests {
             bus.publish(.cameraStatus(.init(camera: "yard", status: .online, reason: nil)))
             bus.publish(.stats(.init(cameras: [.init(camera: "door", fpsIn: 25, fpsSampled: 8, fpsProcessed: 8,
                                                      skippedWindows: 0, droppedFrames: 2,
-                                                     inferenceP50Ms: 31.5, inferenceP90Ms: 40)])))
+                                                     inferenceP50Ms: 31.5, inferenceP90Ms: 40)],
+                                     history: EventHistory.Counters(stored: 5, writeFailures: 1, pending: 0, lost: 0, writing: true))))
             published.signal()
         }.start()
         let result = try #require(runEventPython(["-c", Self.subscriber, path, Self.schema, extra.path]))
