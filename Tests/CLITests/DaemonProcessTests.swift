@@ -44,15 +44,7 @@ import Glibc
     /// m2clipd on the directory's configuration, under `wrapper` (e.g. prlimit) when given,
     /// once its socket exists.
     func startDaemon(in dir: URL, under wrapper: [String] = []) throws -> (Process, Pipe, String) {
-        let daemon = Process()
-        let arguments = ["--config", dir.appendingPathComponent("m2clipd.yaml").path]
-        if wrapper.isEmpty {
-            daemon.executableURL = Self.daemon
-            daemon.arguments = arguments
-        } else {
-            daemon.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            daemon.arguments = wrapper + [Self.daemon.path] + arguments
-        }
+        let daemon = CLITests.process(Self.daemon, ["--config", dir.appendingPathComponent("m2clipd.yaml").path], under: wrapper)
         let stderr = Pipe()
         daemon.standardError = stderr
         try daemon.run()

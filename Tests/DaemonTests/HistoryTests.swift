@@ -5,16 +5,6 @@ import Testing
 /// The event history: the SQLite store on its own, then under an `EventBus`, across a
 /// simulated restart (two buses, one database).
 @Suite struct HistoryTests {
-    /// A fresh directory for one test's database.
-    final class Scratch {
-        let dir: URL
-        init() throws {
-            dir = FileManager.default.temporaryDirectory.appendingPathComponent("m2clip-history-\(UUID().uuidString.prefix(8))")
-            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        }
-        deinit { try? FileManager.default.removeItem(at: dir) }
-        var database: String { dir.appendingPathComponent(EventStore.fileName).path }
-    }
 
     /// What the history logged, for checks.
     final class Log: @unchecked Sendable {
@@ -41,7 +31,7 @@ import Testing
     }
 
     @Test func storesEveryEventButStatsAndQueriesThem() throws {
-        let scratch = try Scratch()
+        let scratch = try ConfigTests.Scratch()
         let history = history(scratch.database)
         let bus = EventBus(epoch: "run-1", ringCapacity: 8, history: history)
         let sub = bus.subscribe()
@@ -72,7 +62,7 @@ import Testing
     }
 
     @Test func retentionDeletesOldestFirstByAgeThenSize() throws {
-        let scratch = try Scratch()
+        let scratch = try ConfigTests.Scratch()
         let (store, _) = try EventStore.open(path: scratch.database)
         defer { store.close() }
         try store.beginRun(epoch: "old", started: Date(timeIntervalSince1970: 1000))
@@ -96,7 +86,7 @@ import Testing
     }
 
     @Test func corruptFileIsMovedAsideAndAFreshOneStarted() throws {
-        let scratch = try Scratch()
+        let scratch = try ConfigTests.Scratch()
         let garbage = Data(repeating: 0x5A, count: 8192)
         try garbage.write(to: URL(fileURLWithPath: scratch.database))
         let log = Log()
@@ -113,7 +103,7 @@ import Testing
     }
 
     @Test func sinceFromAnEarlierRunReplaysExactlyTheMissedEventsThenLiveOnes() throws {
-        let scratch = try Scratch()
+        let scratch = try ConfigTests.Scratch()
         // Run 1: a subscriber reads up to seq 4, then the daemon goes on to 10 and stops.
         let first = history(scratch.database)
         let bus1 = EventBus(epoch: "run-1", ringCapacity: 64, history: first)
@@ -148,7 +138,7 @@ import Testing
     }
 
     @Test func aFailingDatabaseNeverStopsLiveEventsAndCatchesUpLater() throws {
-        let scratch = try Scratch()
+        let scratch = try ConfigTests.Scratch()
         let missing = scratch.dir.appendingPathComponent("not-yet")
         let log = Log()
         let history = history(missing.appendingPathComponent(EventStore.fileName).path, retry: 0, log: log)
@@ -182,4 +172,9 @@ import Testing
         #expect(HistoryReport.parseTime("2026-12-07") == Date(timeIntervalSince1970: 1_796_601_600))
         for bad in ["", "h", "-2h", "yesterday", "2026-13-01"] { #expect(HistoryReport.parseTime(bad) == nil, "\(bad)") }
     }
+}
+
+extension ConfigTests.Scratch {
+    /// Where a test's history database goes.
+    var database: String { dir.appendingPathComponent(EventStore.fileName).path }
 }
