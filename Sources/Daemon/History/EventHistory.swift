@@ -121,7 +121,7 @@ public final class EventHistory: @unchecked Sendable {
             guard let store, let epoch else { return nil }
             let sameRun = point.epoch == epoch
             if lostThroughSeq > 0, !sameRun || point.seq < lostThroughSeq { return nil }
-            guard let written = try? store.events(afterID: stored.throughID) else { return nil }
+            guard let written = (try? store.events(afterID: stored.throughID)) ?? nil else { return nil }
             let held = pending.filter { !sameRun || $0.seq > point.seq }
             let count = stored.events.count + written.count + held.count
             guard count <= Self.maxReplayLines else { return nil }

@@ -207,9 +207,13 @@ public final class EventStore: @unchecked Sendable {
         }
     }
 
-    /// Events with an id above `id`, oldest first.
-    func events(afterID id: Int64) throws -> [Event] {
-        try read { try Self.fetch($0, sql: "SELECT * FROM events WHERE id > ? ORDER BY id", arguments: [id]) }
+    /// Events with an id above `id`, oldest first; nil when retention has deleted past `id`
+    /// meanwhile (some of them are gone).
+    func events(afterID id: Int64) throws -> [Event]? {
+        try read { db in
+            guard try Self.deletedThrough(db) <= id else { return nil }
+            return try Self.fetch(db, sql: "SELECT * FROM events WHERE id > ? ORDER BY id", arguments: [id])
+        }
     }
 
     /// The events `query` selects, oldest first (the newest `limit` of them).
