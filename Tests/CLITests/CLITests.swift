@@ -66,7 +66,7 @@ import Testing
     @Test func helpListsTheCommands() throws {
         let help = try run(["--help"])
         #expect(help.status == 0)
-        for command in ["classify", "convert", "quantize", "inspect", "labels", "embed", "bench", "random-checkpoint"] {
+        for command in ["classify", "convert", "quantize", "inspect", "labels", "embed", "bench", "subscribe", "events", "random-checkpoint"] {
             #expect(help.stdout.contains(command), "--help does not mention \(command)")
         }
     }
