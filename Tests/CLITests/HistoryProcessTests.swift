@@ -175,6 +175,13 @@ import Glibc
             ((try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["seq"] as? Int ?? 0) >= firstSeen
         }
         #expect(!whileSubscribed.isEmpty && whileSubscribed.allSatisfy { sent.contains($0) })
+
+        // The next start, without the limit, says what it found and goes on writing.
+        let (again, againErr, _) = try daemons.startDaemon(in: dir)
+        sleep(2)
+        let againLog = stop(again, againErr)
+        #expect(againLog.contains("history: \(database): \(kept.count) event(s) of 1 run(s)"), "\(againLog)")
+        #expect(!againLog.contains("write failed"), "\(againLog)")
     }
 
     @Test func eventsCommandPrintsATableFiltersAndExplainsItself() throws {
