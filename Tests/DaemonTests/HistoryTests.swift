@@ -145,12 +145,7 @@ import Testing
         let earlier = EventBus(epoch: "earlier", ringCapacity: 16, history: history)
         for i in 1...200 { earlier.publish(.actionUpdate(eventAction("a\(i)"))) }
         let bus = EventBus(epoch: "now", ringCapacity: 16, history: history)
-        let done = DispatchSemaphore(value: 0)
-        Thread {
-            for i in 0..<3_000 { bus.publish(.actionUpdate(eventAction("b\(i)"))) }
-            done.signal()
-        }.start()
-        while bus.latestSeq < 500 { usleep(100) }
+        let done = publishConcurrently(bus, count: 3_000, returningAt: 500)
         let sub = bus.subscribe(since: ResumePoint(epoch: "earlier", seq: 100), queueCapacity: 10_000)
         done.wait()
         #expect(points(drainLines(sub)) == (101...200).map { "earlier:\($0)" } + (1...3_000).map { "now:\($0)" })
