@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // C compute core: scalar reference, x86 (AVX2, AVX-512) and Arm (NEON) variants,
@@ -82,14 +83,16 @@ let package = Package(
         .target(name: "Quantization", dependencies: ["M2Model", "Video", "SafeTensors"]),
         // Video → model → answers: classification of files (later: the daemon's pipelines).
         .target(name: "Pipeline", dependencies: ["M2Model", "Video"]),
-        // m2clipd as a library: configuration, camera pipelines, event bus, socket server, MQTT.
+        // m2clipd as a library: configuration, camera pipelines, event bus, socket server, MQTT,
+        // event history (SQLite through GRDB, linking Debian's libsqlite3-dev).
         .target(
             name: "Daemon",
             dependencies: ["Pipeline", "M2Model", "Video", "CMosquitto", "CSystemd",
                            .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
                            .product(name: "CoreMetrics", package: "swift-metrics"),
                            .product(name: "Prometheus", package: "swift-prometheus"),
-                           .product(name: "FlyingFox", package: "FlyingFox")]
+                           .product(name: "FlyingFox", package: "FlyingFox"),
+                           .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .executableTarget(name: "m2clipd", dependencies: [
             "Daemon", .product(name: "ArgumentParser", package: "swift-argument-parser"),

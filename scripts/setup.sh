@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(pkg-config gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
           libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg systemd
           libv4l-dev v4l-utils libmosquitto-dev mosquitto mosquitto-clients libsystemd-dev
-          python3-prometheus-client)
+          libsqlite3-dev python3-prometheus-client)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -101,6 +101,8 @@ public enum DaemonEvent: Sendable, Equatable {
         public var mqtt: MQTTPublisher.Counters? = nil
         /// The snapshot writer's counters, when snapshots are on.
         public var snapshots: SnapshotWriter.Counters? = nil
+        /// The event history's counters, when history is on.
+        public var history: EventHistory.Counters? = nil
     }
 
     /// The `type` field of the line.

@@ -26,6 +26,8 @@ public final class DaemonRuntime: @unchecked Sendable {
     private let metricsServer: MetricsServer?
     /// nil without an enabled `snapshots:` section.
     let snapshots: SnapshotWriter?
+    /// nil when history is off or there is no state directory.
+    let history: EventHistory?
     private var pipelines: [CameraPipeline] = []
     private let lock = NSLock()
     private let stopped = DispatchSemaphore(value: 0)
@@ -67,7 +69,11 @@ public final class DaemonRuntime: @unchecked Sendable {
         let context = try ComputeContext(threads: configuration.threads)
         let model = try ModelFile.load(path: configuration.model, context: context)
         engine = InferenceEngine(model: model, context: context)
-        bus = EventBus(epoch: UUID().uuidString.lowercased(), ringCapacity: 4096)
+        history = configuration.historyDatabase.map { path in
+            EventHistory(path: path, retention: configuration.history.retention,
+                         log: { FileHandle.standardError.write(Data("m2clipd: \($0)\n".utf8)) })
+        }
+        bus = EventBus(epoch: UUID().uuidString.lowercased(), ringCapacity: 4096, history: history)
         if let settings = configuration.mqtt {
             let publisher = MQTTPublisher(
                 configuration: settings, cameras: [], version: Self.version,
@@ -126,6 +132,10 @@ public final class DaemonRuntime: @unchecked Sendable {
         addSignal(SIGINT) { [weak self] in self?.requestStop("SIGINT") }
         addSignal(SIGHUP) { [weak self] in self?.reload() }
         addTimer(every: configuration.statsIntervalSeconds) { [weak self] in self?.publishStats() }
+        if let history {
+            addTimer(every: history.retryInterval) { [weak self] in self?.bus.retryHistory() }
+            addTimer(every: 3600) { history.applyRetention() }
+        }
         if let interval = notifier.watchdogInterval {
             addTimer(every: interval) { [weak self] in self?.watchdogTick() }
         }
@@ -191,6 +201,7 @@ public final class DaemonRuntime: @unchecked Sendable {
         bus.finishAll()
         server.stop()
         metricsServer?.stop()
+        history?.close()
         log("stopped")
     }
 
@@ -201,8 +212,9 @@ public final class DaemonRuntime: @unchecked Sendable {
             let next = try Self.loadRunnable(path: configurationPath)
             guard next.model == configuration.model, next.socket == configuration.socket,
                   next.mqtt == configuration.mqtt, next.metrics == configuration.metrics,
-                  next.snapshots == configuration.snapshots, next.stateDirectory == configuration.stateDirectory else {
-                log("reload: model, socket, mqtt, metrics, snapshots or state_dir changed; restart the service to apply that (cameras kept)")
+                  next.snapshots == configuration.snapshots, next.stateDirectory == configuration.stateDirectory,
+                  next.history == configuration.history else {
+                log("reload: model, socket, mqtt, metrics, snapshots, history or state_dir changed; restart the service to apply that (cameras kept)")
                 return
             }
             notifier.notify("RELOADING=1")
@@ -220,7 +232,8 @@ public final class DaemonRuntime: @unchecked Sendable {
 
     private func publishStats() {
         let cameras = lock.withLock { pipelines }.map { $0.stats() }
-        bus.publish(.stats(.init(cameras: cameras, mqtt: mqtt?.counters, snapshots: snapshots?.totals)))
+        bus.publish(.stats(.init(cameras: cameras, mqtt: mqtt?.counters, snapshots: snapshots?.totals,
+                                 history: history?.counters)))
     }
 
     /// The running cameras and the labels each scores, for the MQTT publisher.

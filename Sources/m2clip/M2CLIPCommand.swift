@@ -8,7 +8,7 @@ struct M2CLIPCommand: ParsableCommand {
         commandName: "m2clip",
         abstract: "M²-CLIP video action recognition on the CPU.",
         subcommands: [ClassifyCommand.self, ConvertCommand.self, QuantizeCommand.self, InspectCommand.self,
-                      LabelsCommand.self, EmbedCommand.self, SubscribeCommand.self, TrainCommand.self, EvalCommand.self,
+                      LabelsCommand.self, EmbedCommand.self, SubscribeCommand.self, EventsCommand.self, TrainCommand.self, EvalCommand.self,
                       BenchCommand.self, RandomCheckpointCommand.self, ExportCommand.self])
 
     /// A write past a file-size limit (ulimit -f) fails with EFBIG and is reported, naming the

@@ -7,7 +7,7 @@ struct SubscribeCommand: ParsableCommand {
         commandName: "subscribe",
         abstract: "Print m2clipd's action events as they happen.",
         discussion: """
-        Connects to the daemon's event socket and prints one line per event: raw NDJSON with         --json (schema: docs/events.schema.json), else a short human line. Exits 0 when the daemon         closes the stream. With --since SEQ --epoch E, events after SEQ of that daemon run that are         still held are replayed first; otherwise the daemon answers resync.
+        Connects to the daemon's event socket and prints one line per event: raw NDJSON with         --json (schema: docs/events.schema.json), else a short human line. Exits 0 when the daemon         closes the stream. With --since SEQ --epoch E, the events after SEQ of that daemon run are         replayed first, across restarts when the daemon keeps a history (m2clip events); when         they are no longer held, the daemon answers resync.
         """)
 
     @Option(help: "The daemon's event socket.")

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Daemon
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct M2CLIPD: ParsableCommand {
@@ -7,6 +10,13 @@ struct M2CLIPD: ParsableCommand {
         commandName: "m2clipd",
         abstract: "M²-CLIP action events from cameras and video files, over a Unix socket (NDJSON).",
         discussion: "Runs under systemd (Type=notify) or from a shell; see systemd/ and docs/events.schema.json.")
+
+    /// A write past a file-size limit (ulimit -f, LimitFSIZE=) fails with EFBIG, which the
+    /// event history counts and retries like a full disk, instead of SIGXFSZ killing the daemon.
+    static func main() {
+        signal(SIGXFSZ, SIG_IGN)
+        main(nil)
+    }
 
     @Option(help: "The YAML configuration to run.")
     var config: String?

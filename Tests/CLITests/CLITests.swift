@@ -35,16 +35,23 @@ import Testing
         return dir.appendingPathComponent("tiny.m2c")
     }
 
-    /// Runs m2clip with `arguments`, under `wrapper` (a command such as prlimit) when given.
-    func run(_ arguments: [String], under wrapper: [String] = []) throws -> Run {
+    /// A process for `executable` with `arguments`, under `wrapper` (a command such as
+    /// prlimit) when given; not started.
+    static func process(_ executable: URL, _ arguments: [String], under wrapper: [String] = []) -> Process {
         let process = Process()
         if wrapper.isEmpty {
-            process.executableURL = Self.binary
+            process.executableURL = executable
             process.arguments = arguments
         } else {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = wrapper + [Self.binary.path] + arguments
+            process.arguments = wrapper + [executable.path] + arguments
         }
+        return process
+    }
+
+    /// Runs m2clip with `arguments`, under `wrapper` (a command such as prlimit) when given.
+    func run(_ arguments: [String], under wrapper: [String] = []) throws -> Run {
+        let process = Self.process(Self.binary, arguments, under: wrapper)
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -59,7 +66,7 @@ import Testing
     @Test func helpListsTheCommands() throws {
         let help = try run(["--help"])
         #expect(help.status == 0)
-        for command in ["classify", "convert", "quantize", "inspect", "labels", "embed", "bench", "random-checkpoint"] {
+        for command in ["classify", "convert", "quantize", "inspect", "labels", "embed", "bench", "subscribe", "events", "random-checkpoint"] {
             #expect(help.stdout.contains(command), "--help does not mention \(command)")
         }
     }

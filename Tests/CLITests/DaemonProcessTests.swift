@@ -41,11 +41,10 @@ import Glibc
         return false
     }
 
-    /// m2clipd on the directory's configuration, once its socket exists.
-    func startDaemon(in dir: URL) throws -> (Process, Pipe, String) {
-        let daemon = Process()
-        daemon.executableURL = Self.daemon
-        daemon.arguments = ["--config", dir.appendingPathComponent("m2clipd.yaml").path]
+    /// m2clipd on the directory's configuration, under `wrapper` (e.g. prlimit) when given,
+    /// once its socket exists.
+    func startDaemon(in dir: URL, under wrapper: [String] = []) throws -> (Process, Pipe, String) {
+        let daemon = CLITests.process(Self.daemon, ["--config", dir.appendingPathComponent("m2clipd.yaml").path], under: wrapper)
         let stderr = Pipe()
         daemon.standardError = stderr
         try daemon.run()

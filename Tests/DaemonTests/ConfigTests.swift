@@ -218,3 +218,33 @@ import Testing
         #expect(error?.message.hasSuffix("is not writable") == true)
     }
 }
+
+extension ConfigTests {
+    @Test func historySectionDefaultsOnWithAStateDirectoryAndNamesEachField() throws {
+        let scratch = try Scratch()
+        let dir = scratch.dir.standardizedFileURL.path
+        let base = "model: model.m2c\nsocket: {path: events.sock}\ncameras: [{id: a, source: {file: clip.mp4}}]\n"
+        func parse(_ extra: String, stateDirectory: String? = dir) throws -> DaemonConfiguration {
+            try DaemonConfiguration.parse(yaml: base + extra, file: scratch.file,
+                                          environment: stateDirectory.map { ["STATE_DIRECTORY": $0] } ?? [:])
+        }
+        #expect(try parse("").historyDatabase == dir + "/events.sqlite")
+        #expect(try parse("", stateDirectory: nil).historyDatabase == nil, "no state directory: no history, no error")
+        #expect(try parse("history: {enabled: false}").historyDatabase == nil)
+        let custom = try parse("history: {retention_days: 2, max_mb: 8}")
+        #expect(custom.history.retention == EventStore.Retention(maxAgeSeconds: 2 * 86_400, maxBytes: 8 << 20))
+        for (extra, field, message) in [
+            ("history: {enabled: true}", "history.enabled", "needs a state directory"),
+            ("history: {retention_days: 0}", "history.retention_days", "must be positive (got 0.0)"),
+            ("history: {max_mb: 0.5}", "history.max_mb", "must be at least 1 (got 0.5)"),
+            ("history: {keep: 3}", "history.keep", "unknown key"),
+        ] {
+            #expect {
+                try parse(extra, stateDirectory: field == "history.enabled" ? nil : dir)
+            } throws: { error in
+                let e = error as? ConfigurationError
+                return e?.field == field && e?.message.contains(message) == true && e?.file == scratch.file
+            }
+        }
+    }
+}

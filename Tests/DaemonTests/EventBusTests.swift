@@ -14,6 +14,18 @@ func eventJSON(_ line: String) -> [String: Any] {
     (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] ?? [:]
 }
 
+/// Publishes `count` action starts on another thread and returns once `bus.latestSeq` has
+/// reached `seq`; wait on the semaphore for the rest.
+func publishConcurrently(_ bus: EventBus, count: Int, returningAt seq: UInt64) -> DispatchSemaphore {
+    let done = DispatchSemaphore(value: 0)
+    Thread {
+        for i in 0..<count { bus.publish(.actionStart(eventAction("a\(i)"))) }
+        done.signal()
+    }.start()
+    while bus.latestSeq < seq { usleep(100) }
+    return done
+}
+
 /// Every line a subscription has ready now.
 func drainLines(_ sub: Subscription) -> [[String: Any]] {
     var out: [[String: Any]] = []
@@ -94,12 +106,7 @@ func drainLines(_ sub: Subscription) -> [[String: Any]] {
 
     @Test func sinceConcurrentWithPublicationHasNoGapOrDuplicate() {
         let bus = EventBus(epoch: "e", ringCapacity: 100_000)
-        let done = DispatchSemaphore(value: 0)
-        Thread {
-            for i in 0..<20_000 { bus.publish(.actionStart(eventAction("a\(i)"))) }
-            done.signal()
-        }.start()
-        while bus.latestSeq < 5_000 { usleep(100) }
+        let done = publishConcurrently(bus, count: 20_000, returningAt: 5_000)
         let sub = bus.subscribe(since: ResumePoint(epoch: "e", seq: 100), queueCapacity: 100_000)
         done.wait()
         let seqs = drainLines(sub).compactMap { $0["seq"] as? Int }

@@ -398,7 +398,8 @@ struct EventSchemaTests {
             bus.publish(.stats(.init(cameras: [.init(camera: "door", fpsIn: 25, fpsSampled: 8, fpsProcessed: 8,
                                                      skippedWindows: 0, droppedFrames: 2,
                                                      inferenceP50Ms: 31.5, inferenceP90Ms: 40)],
-                                   snapshots: .init(written: 3, dropped: 0, failed: 1, deleted: 2))))
+                                   snapshots: .init(written: 3, dropped: 0, failed: 1, deleted: 2),
+                                   history: EventHistory.Counters(stored: 5, writeFailures: 1, pending: 0, lost: 0, writing: true))))
             published.signal()
         }.start()
         let result = try #require(runEventPython(["-c", Self.subscriber, path, Self.schema, extra.path]))

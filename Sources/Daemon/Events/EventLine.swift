@@ -83,6 +83,8 @@ struct EventEntry: Sendable {
     var label: String?
     var score: Float?
     var actionID: String?
+    /// The line's `ts`.
+    var time: Double = 0
     var isUpdate: Bool { type == "action.update" }
 }
 
@@ -116,10 +118,10 @@ struct LineEncoder {
     }
 
     /// One line with a newline. `seq` nil: a session line (hello, dropped, resync, error).
-    func line(type: String, seq: UInt64?, fields: String) -> String {
+    func line(type: String, seq: UInt64?, fields: String, time: Double = Date().timeIntervalSince1970) -> String {
         var s = "{\"v\":\(LineEncoder.version),"
         if let seq { s += "\"seq\":\(seq)," }
-        s += "\"epoch\":\(epochJSON),\"type\":\"\(type)\",\"ts\":\(Date().timeIntervalSince1970)"
+        s += "\"epoch\":\(epochJSON),\"type\":\"\(type)\",\"ts\":\(time)"
         if !fields.isEmpty { s += "," + fields }
         return s + "}\n"
     }

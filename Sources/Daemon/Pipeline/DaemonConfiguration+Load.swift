@@ -87,6 +87,7 @@ extension DaemonConfiguration {
             }
             stateDirectory = resolved
         }
+        try history.validate(stateDirectory: stateDirectory, fail: fail)
 
         if let threads, threads < 1 { throw fail("threads", "must be at least 1 (got \(threads))") }
         guard statsIntervalSeconds > 0 else { throw fail("stats_interval_s", "must be positive (got \(statsIntervalSeconds))") }

@@ -20,6 +20,7 @@ import Yams
 ///         labels: [opening door, closing door]   # optional, zero-shot only
 ///         stall_timeout_s: 5              # optional: no frame this long → camera.status stalled
 ///     state_dir: /var/lib/m2clipd/door    # optional; default: systemd's $STATE_DIRECTORY
+///     history: { retention_days: 30, max_mb: 256 }   # optional: see `History`
 ///     mqtt: { host: broker.lan, … }       # optional: see `MQTT`
 ///     metrics: { listen: "127.0.0.1:9464" } # optional: see `Metrics`
 ///     snapshots: { quality: 85, … }       # optional: see `Snapshots`
@@ -37,6 +38,8 @@ public struct DaemonConfiguration: Codable, Sendable, Equatable {
     /// Where the daemon keeps what outlives a run (event history, snapshots); created when
     /// missing. nil when neither `state_dir` nor systemd's `$STATE_DIRECTORY` gives one.
     public var stateDirectory: String?
+    /// Event history under `stateDirectory` (on by default when there is one).
+    public var history = History()
     /// nil: no MQTT.
     public var mqtt: MQTT?
     /// nil: no metrics endpoint.
@@ -45,7 +48,7 @@ public struct DaemonConfiguration: Codable, Sendable, Equatable {
     public var snapshots: Snapshots?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case model, socket, threads, cameras, mqtt, metrics
+        case model, socket, threads, cameras, history, mqtt, metrics
         case stateDirectory = "state_dir"
         case snapshots
         case statsIntervalSeconds = "stats_interval_s", shutdownTimeoutSeconds = "shutdown_timeout_s"
@@ -188,6 +191,7 @@ extension DaemonConfiguration {
         shutdownTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .shutdownTimeoutSeconds) ?? 5
         cameras = try c.decode([Camera].self, forKey: .cameras)
         stateDirectory = try c.decodeIfPresent(String.self, forKey: .stateDirectory)
+        history = try c.decodeIfPresent(History.self, forKey: .history) ?? History()
         mqtt = try c.decodeIfPresent(MQTT.self, forKey: .mqtt)
         metrics = try c.decodeIfPresent(Metrics.self, forKey: .metrics)
         snapshots = try c.decodeIfPresent(Snapshots.self, forKey: .snapshots)
