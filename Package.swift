@@ -96,6 +96,7 @@ let package = Package(
         ),
         .executableTarget(name: "m2clipd", dependencies: [
             "Daemon", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(
             name: "m2clip",

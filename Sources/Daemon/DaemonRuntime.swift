@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Logging
 import M2Model
 import Ops
 import Video
@@ -35,6 +36,13 @@ public final class DaemonRuntime: @unchecked Sendable {
     private var signalSources: [DispatchSourceSignal] = []
     private var lastProgress: [Int] = []
     private let queue = DispatchQueue(label: "m2clipd.control")
+    let logger: Logger
+
+    /// m2clipd's logger: `DaemonLogHandler` at `level`, to `LogDestination.automatic()`.
+    public static func defaultLogger(level: Logger.Level) -> Logger {
+        let destination = LogDestination.automatic()
+        return Logger(label: "m2clipd") { _ in DaemonLogHandler(destination: destination, level: level) }
+    }
 
     /// The configuration at `path`, refused when it has a network stream or a metrics port and
     /// this process cannot reach the network (the sandbox of the shipped units).
@@ -61,8 +69,12 @@ public final class DaemonRuntime: @unchecked Sendable {
     }
 
     /// Loads the model and opens the socket (from systemd when socket-activated).
-    public init(configurationPath: String) throws {
+    /// - Parameter logger: where the daemon's log goes (default: `DaemonLogHandler` at info, to
+    ///   the journal when stderr is the service's journal stream, else plain stderr lines).
+    public init(configurationPath: String, logger: Logger? = nil) throws {
         self.configurationPath = configurationPath
+        let logger = logger ?? Self.defaultLogger(level: .info)
+        self.logger = logger
         let configuration = try Self.loadRunnable(path: configurationPath)
         self.configuration = configuration
         try configuration.createStateDirectory()
@@ -71,14 +83,14 @@ public final class DaemonRuntime: @unchecked Sendable {
         engine = InferenceEngine(model: model, context: context)
         history = configuration.historyDatabase.map { path in
             EventHistory(path: path, retention: configuration.history.retention,
-                         log: { FileHandle.standardError.write(Data("m2clipd: \($0)\n".utf8)) })
+                         log: { logger.log(level: $0, "\($1)") })
         }
         bus = EventBus(epoch: UUID().uuidString.lowercased(), ringCapacity: 4096, history: history)
         if let settings = configuration.mqtt {
             let publisher = MQTTPublisher(
                 configuration: settings, cameras: [], version: Self.version,
                 makeTransport: { try MosquittoClient(configuration: settings, will: MQTTPublisher.will(settings)) },
-                log: { FileHandle.standardError.write(Data("m2clipd: \($0)\n".utf8)) })
+                log: { logger.log(level: $0, "\($1)") })
             bus.tap { publisher.offer($0) }
             mqtt = publisher
         } else {
@@ -96,7 +108,7 @@ public final class DaemonRuntime: @unchecked Sendable {
         }
         if let settings = configuration.snapshots, settings.enabled, let stateDirectory = configuration.stateDirectory {
             snapshots = SnapshotWriter(configuration: settings, stateDirectory: stateDirectory,
-                                       log: { FileHandle.standardError.write(Data("m2clipd: \($0)\n".utf8)) },
+                                       log: { logger.log(level: $0, "\($1)") },
                                        written: { [mqtt] job, _, jpeg in
                                            mqtt?.offerSnapshot(camera: job.camera, label: job.label, jpeg: jpeg)
                                        })
@@ -175,7 +187,8 @@ public final class DaemonRuntime: @unchecked Sendable {
         running.forEach { $0.stop(reason: reason) }
         let deadline = Date().addingTimeInterval(configuration.shutdownTimeoutSeconds)
         for pipeline in running where !pipeline.wait(timeout: max(deadline.timeIntervalSinceNow, 0)) {
-            log("camera \(pipeline.camera.id): did not stop within \(configuration.shutdownTimeoutSeconds) s")
+            logger.warning("camera \(pipeline.camera.id): did not stop within \(configuration.shutdownTimeoutSeconds) s",
+                           metadata: ["camera": "\(pipeline.camera.id)"])
         }
     }
 
@@ -214,7 +227,7 @@ public final class DaemonRuntime: @unchecked Sendable {
                   next.mqtt == configuration.mqtt, next.metrics == configuration.metrics,
                   next.snapshots == configuration.snapshots, next.stateDirectory == configuration.stateDirectory,
                   next.history == configuration.history else {
-                log("reload: model, socket, mqtt, metrics, snapshots, history or state_dir changed; restart the service to apply that (cameras kept)")
+                logger.warning("reload: model, socket, mqtt, metrics, snapshots, history or state_dir changed; restart the service to apply that (cameras kept)")
                 return
             }
             notifier.notify("RELOADING=1")
@@ -225,7 +238,7 @@ public final class DaemonRuntime: @unchecked Sendable {
             notifier.notify("READY=1\nSTATUS=\(statusLine)")
             log("reloaded: \(statusLine)")
         } catch {
-            log("reload: \(error)")
+            logger.error("reload: \(error)")
             notifier.notify("READY=1\nSTATUS=reload failed: \(error)")
         }
     }
@@ -267,6 +280,6 @@ public final class DaemonRuntime: @unchecked Sendable {
     }
 
     func log(_ message: String) {
-        FileHandle.standardError.write(Data("m2clipd: \(message)\n".utf8))
+        logger.info("\(message)")
     }
 }

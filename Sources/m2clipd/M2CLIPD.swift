@@ -1,5 +1,6 @@
 import ArgumentParser
 import Daemon
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,7 +25,13 @@ struct M2CLIPD: ParsableCommand {
     @Option(name: .customLong("check-config"), help: "Validate a configuration file and exit.")
     var checkConfig: String?
 
+    @Option(help: "trace, debug, info, notice, warning, error or critical. Under systemd the log goes to the journal with CAMERA=, LABEL=… fields.")
+    var logLevel = "info"
+
     func validate() throws {
+        if Logger.Level(name: logLevel) == nil {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical; got \(logLevel)")
+        }
         if (config == nil) == (checkConfig == nil) {
             throw ValidationError("give --config FILE to run, or --check-config FILE to validate")
         }
@@ -36,6 +43,7 @@ struct M2CLIPD: ParsableCommand {
             print("\(checkConfig): ok (\(c.cameras.count) camera(s), model \(c.model), socket \(c.socket.path))")
             return
         }
-        try DaemonRuntime(configurationPath: config!).run()
+        let logger = DaemonRuntime.defaultLogger(level: Logger.Level(name: logLevel) ?? .info)
+        try DaemonRuntime(configurationPath: config!, logger: logger).run()
     }
 }

@@ -17,7 +17,7 @@ import Testing
     static let keepAll = EventStore.Retention(maxAgeSeconds: 1e9, maxBytes: 1 << 30)
 
     func history(_ path: String, retention: EventStore.Retention = keepAll, retry: Double = 5, log: Log = Log()) -> EventHistory {
-        EventHistory(path: path, retention: retention, retryInterval: retry, log: { log($0) })
+        EventHistory(path: path, retention: retention, retryInterval: retry, log: { log($1) })
     }
 
     /// (epoch, seq) of each line that has a seq.

@@ -120,7 +120,7 @@ final class ScriptedTransport: MQTTTransport, @unchecked Sendable {
         settings.buffer = 4
         let transport = ScriptedTransport(failures: 2)
         let publisher = MQTTPublisher(configuration: settings, cameras: [.init(id: "door", labels: ["wave"])],
-                                      version: "t", backoff: (0.05, 0.1), makeTransport: { transport }, log: { _ in })
+                                      version: "t", backoff: (0.05, 0.1), makeTransport: { transport }, log: { _, _ in })
         publisher.offer(.actionStart(Self.action("a")))          // events new, ON, events/door
         for score in [0.8, 0.9, 0.95] as [Float] { publisher.offer(.actionUpdate(Self.action("a", score: score))) }
         publisher.offer(.actionEnd(Self.action("a", score: 0.1))) // events end, OFF
@@ -147,7 +147,7 @@ final class ScriptedTransport: MQTTTransport, @unchecked Sendable {
         let transport = ScriptedTransport(failures: 0)
         let publisher = MQTTPublisher(configuration: .init(host: "broker", clientID: "t"),
                                       cameras: [.init(id: "door", labels: ["wave"])], version: "t",
-                                      makeTransport: { transport }, log: { _ in })
+                                      makeTransport: { transport }, log: { _, _ in })
         var action = Self.action("a")
         publisher.offer(.actionStart(action))
         action.snapshot = .init(path: "/state/snapshots/door/2026-12-07/a.jpg", frameTime: 101, score: 0.7)

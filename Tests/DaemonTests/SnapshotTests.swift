@@ -67,12 +67,12 @@ private func job(_ id: String, score: Float = 0.7, frame: RGBFrame = gray(128)) 
                                                   ofItemAtPath: path)
         }
         // Older than 5.5 days: a. Then 3000 bytes left against 2500: b, the oldest of the rest.
-        let result = SnapshotRetention.prune(root, now: now, maxAge: 5.5 * 86_400, maxBytes: 2_500, log: { _ in })
+        let result = SnapshotRetention.prune(root, now: now, maxAge: 5.5 * 86_400, maxBytes: 2_500, log: { _, _ in })
         #expect(result.deleted == 2 && result.remaining == 2_000)
         let fm = FileManager.default
         #expect(!fm.fileExists(atPath: root + "/door/2026-12-01") && !fm.fileExists(atPath: root + "/door/2026-12-02"))
         #expect(fm.fileExists(atPath: root + "/yard/2026-12-02/c.jpg") && fm.fileExists(atPath: root + "/door/2026-12-03/d.jpg"))
-        _ = SnapshotRetention.prune(root, now: now, maxAge: 1, maxBytes: 2_500, log: { _ in })
+        _ = SnapshotRetention.prune(root, now: now, maxAge: 1, maxBytes: 2_500, log: { _, _ in })
         #expect(try fm.contentsOfDirectory(atPath: root).isEmpty)
     }
 }
@@ -84,7 +84,7 @@ private func job(_ id: String, score: Float = 0.7, frame: RGBFrame = gray(128)) 
         let root = temporaryDirectory("snapshots")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let reported = LogLines()
-        let writer = SnapshotWriter(configuration: Self.settings, directory: root, log: { _ in },
+        let writer = SnapshotWriter(configuration: Self.settings, directory: root, log: { _, _ in },
                                     written: { job, snapshot, jpeg in reported.add("\(job.actionID) \(snapshot.path) \(jpeg.count)") })
         writer.start()
         #expect(writer.submit(job("door-1/x")))
@@ -105,7 +105,7 @@ private func job(_ id: String, score: Float = 0.7, frame: RGBFrame = gray(128)) 
 
     /// A newer best of a queued action replaces its job; a full queue drops and counts.
     @Test func queueCoalescesPerActionAndDropsWhenFull() {
-        let writer = SnapshotWriter(configuration: Self.settings, directory: "/nonexistent", capacity: 2, log: { _ in })
+        let writer = SnapshotWriter(configuration: Self.settings, directory: "/nonexistent", capacity: 2, log: { _, _ in })
         #expect(writer.submit(job("a", score: 0.6)))
         #expect(writer.submit(job("b")))
         #expect(writer.submit(job("a", score: 0.9)))   // replaces a's job
@@ -127,7 +127,7 @@ private func job(_ id: String, score: Float = 0.7, frame: RGBFrame = gray(128)) 
             return Glibc.write(fd, bytes, room)
         }
         let log = LogLines()
-        let writer = SnapshotWriter(configuration: Self.settings, directory: root, fileSystem: fs, log: { log.add($0) })
+        let writer = SnapshotWriter(configuration: Self.settings, directory: root, fileSystem: fs, log: { log.add($1) })
         writer.start()
         defer { writer.stop(timeout: 5) }
         let path = root + "/door/2026-12-07/a.jpg"
@@ -161,7 +161,7 @@ private func job(_ id: String, score: Float = 0.7, frame: RGBFrame = gray(128)) 
         // One 32×24 gray JPEG is a few hundred bytes; a budget of 1 KB holds a few.
         var settings = Self.settings
         settings.maxMB = 1.0 / 1024
-        let writer = SnapshotWriter(configuration: settings, directory: root, log: { _ in })
+        let writer = SnapshotWriter(configuration: settings, directory: root, log: { _, _ in })
         writer.start()
         defer { writer.stop(timeout: 5) }
         var paths: [String] = []
@@ -311,7 +311,7 @@ final class RecordingSource: CameraSource, @unchecked Sendable {
         let root = temporaryDirectory("pipeline-snapshots")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let written = SnapshotLog()
-        let writer = SnapshotWriter(configuration: .init(quality: 90), directory: root, log: { _ in },
+        let writer = SnapshotWriter(configuration: .init(quality: 90), directory: root, log: { _, _ in },
                                     written: { job, snapshot, _ in written.add(job.actionID, snapshot) })
         writer.start()
         defer { writer.stop(timeout: 5) }
@@ -367,7 +367,7 @@ final class RecordingSource: CameraSource, @unchecked Sendable {
         var fs = SnapshotFileSystem.system
         fs.write = { _, _, _ in errno = ENOSPC; return -1 }
         let lines = LogLines()
-        let writer = SnapshotWriter(configuration: .init(), directory: root, fileSystem: fs, log: { lines.add($0) })
+        let writer = SnapshotWriter(configuration: .init(), directory: root, fileSystem: fs, log: { lines.add($1) })
         writer.start()
         defer { writer.stop(timeout: 5) }
         let log = EventLog()

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// The daemon's event history. `EventBus.publish` hands it each event, under the bus lock,
 /// before any subscriber is offered the line: a line a subscriber received was committed
@@ -38,7 +39,7 @@ public final class EventHistory: @unchecked Sendable {
     public let retention: EventStore.Retention
     public let pendingCapacity: Int
     public let retryInterval: Double
-    private let log: @Sendable (String) -> Void
+    private let log: @Sendable (Logger.Level, String) -> Void
     private let lock = NSLock()
     private var store: EventStore?
     private var epoch: String?
@@ -53,7 +54,7 @@ public final class EventHistory: @unchecked Sendable {
     /// A database that cannot be opened leaves history failing (retried like a write), not
     /// the daemon stopped.
     public init(path: String, retention: EventStore.Retention, pendingCapacity: Int = 4096,
-                retryInterval: Double = 5, log: @escaping @Sendable (String) -> Void) {
+                retryInterval: Double = 5, log: @escaping @Sendable (Logger.Level, String) -> Void) {
         precondition(pendingCapacity > 0, "EventHistory pendingCapacity must be positive, got \(pendingCapacity)")
         self.path = path
         self.retention = retention
@@ -134,9 +135,9 @@ public final class EventHistory: @unchecked Sendable {
         guard let store = lock.withLock({ store }) else { return }
         do {
             let deleted = try store.applyRetention(retention, now: now)
-            if deleted > 0 { log("history: retention deleted \(deleted) old event(s) from \(path)") }
+            if deleted > 0 { log(.info, "history: retention deleted \(deleted) old event(s) from \(path)") }
         } catch {
-            log("history: retention: \(error)")
+            log(.error, "history: retention: \(error)")
         }
     }
 
@@ -144,7 +145,7 @@ public final class EventHistory: @unchecked Sendable {
     public func close() {
         lock.withLock {
             flushLocked(now: Date())
-            if !pending.isEmpty { log("history: \(pending.count) event(s) could not be written to \(path) before exit") }
+            if !pending.isEmpty { log(.error, "history: \(pending.count) event(s) could not be written to \(path) before exit") }
             store?.close()
             store = nil
         }
@@ -154,7 +155,7 @@ public final class EventHistory: @unchecked Sendable {
         if let store { return store }
         do {
             let (opened, found) = try EventStore.open(path: path, now: now)
-            log("history: \(found)")
+            log(.info, "history: \(found)")
             store = opened
             return opened
         } catch {
@@ -174,7 +175,7 @@ public final class EventHistory: @unchecked Sendable {
             try store.insert(pending, epoch: epoch ?? "")
             state.stored += pending.count
             if !state.writing {
-                log("history: writing \(path) again (\(pending.count) pending event(s) stored)")
+                log(.notice, "history: writing \(path) again (\(pending.count) pending event(s) stored)")
                 state.writing = true
             }
             pending.removeAll()
@@ -188,7 +189,7 @@ public final class EventHistory: @unchecked Sendable {
         nextAttempt = now.addingTimeInterval(retryInterval)
         if state.writing {
             // `error` is a HistoryError, which names the file.
-            log("\(error); events still reach subscribers, up to \(pendingCapacity) wait in memory, "
+            log(.error, "\(error); events still reach subscribers, up to \(pendingCapacity) wait in memory, "
                 + "retrying every \(retryInterval) s")
             state.writing = false
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// Publishes the daemon's events to an MQTT broker (topics: `MQTTTopics`) and, when asked,
 /// announces the cameras to Home Assistant (`HomeAssistantDiscovery`).
@@ -38,7 +39,7 @@ public final class MQTTPublisher: @unchecked Sendable {
     public let topics: MQTTTopics
     let discovery: HomeAssistantDiscovery?
     private let makeTransport: () throws -> MQTTTransport
-    private let log: @Sendable (String) -> Void
+    private let log: @Sendable (Logger.Level, String) -> Void
     private let initialBackoff: Double
     private let maxBackoff: Double
     private let window: Int
@@ -68,7 +69,7 @@ public final class MQTTPublisher: @unchecked Sendable {
     ///   - window: messages handed to the transport and not yet delivered, at most.
     public init(configuration: DaemonConfiguration.MQTT, cameras: [Camera], version: String,
                 backoff: (initial: Double, max: Double) = (0.5, 30), window: Int = 64,
-                makeTransport: @escaping () throws -> MQTTTransport, log: @escaping @Sendable (String) -> Void) {
+                makeTransport: @escaping () throws -> MQTTTransport, log: @escaping @Sendable (Logger.Level, String) -> Void) {
         self.configuration = configuration
         topics = MQTTTopics(prefix: configuration.topicPrefix)
         discovery = configuration.homeAssistant
@@ -270,7 +271,7 @@ public final class MQTTPublisher: @unchecked Sendable {
                 }
                 let problem = "\(error)"
                 if problem != lastProblem {
-                    log("mqtt: \(configuration.host):\(configuration.port): \(problem); retrying with backoff up to \(Int(maxBackoff)) s")
+                    log(.warning, "mqtt: \(configuration.host):\(configuration.port): \(problem); retrying with backoff up to \(Int(maxBackoff)) s")
                     lastProblem = problem
                 }
                 lock.withLock {
@@ -304,7 +305,7 @@ public final class MQTTPublisher: @unchecked Sendable {
                 case .connected:
                     accepted = true
                     lock.withLock { connected = true; discoveryDue = discovery != nil }
-                    log("mqtt: connected to \(configuration.host):\(configuration.port) (MQTT \(configuration.protocolVersion.rawValue))")
+                    log(.info, "mqtt: connected to \(configuration.host):\(configuration.port) (MQTT \(configuration.protocolVersion.rawValue))")
                     if let discovery { try transport.subscribe(discovery.birthTopic, qos: 1) }
                     try publishState(transport)
                 case .refused(let reason):

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// Which snapshot files to delete: temporary files a crash left mid-write, every file older
 /// than `maxAge`, then, oldest first, files until the rest fit in `maxBytes`. Age is the file's
@@ -46,7 +47,7 @@ enum SnapshotRetention {
     /// Deletes the victims under `directory` and the directories they leave empty (below
     /// `directory`); returns how many files went and the bytes that remain.
     static func prune(_ directory: String, now: Double, maxAge: Double, maxBytes: Int64,
-                      log: (String) -> Void) -> (deleted: Int, remaining: Int64) {
+                      log: (Logger.Level, String) -> Void) -> (deleted: Int, remaining: Int64) {
         let files = scan(directory)
         var remaining = files.reduce(Int64(0)) { $0 + $1.bytes }
         var deleted = 0
@@ -58,7 +59,7 @@ enum SnapshotRetention {
                 remaining -= victim.bytes
                 parents.insert(URL(fileURLWithPath: victim.path).deletingLastPathComponent().path)
             } catch {
-                log("snapshot retention: cannot delete \(victim.path) (\(error.localizedDescription))")
+                log(.error, "snapshot retention: cannot delete \(victim.path) (\(error.localizedDescription))")
             }
         }
         let root = URL(fileURLWithPath: directory).standardizedFileURL.path

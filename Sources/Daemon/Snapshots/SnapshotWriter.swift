@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Video
 
 /// Encodes and writes action snapshots on a thread of its own, so JPEG encoding and a slow or
@@ -50,7 +51,7 @@ public final class SnapshotWriter: @unchecked Sendable {
     public let capacity: Int
     let retentionInterval: Double
     private let fileSystem: SnapshotFileSystem
-    private let log: @Sendable (String) -> Void
+    private let log: @Sendable (Logger.Level, String) -> Void
     private let written: @Sendable (Job, DaemonEvent.Snapshot, [UInt8]) -> Void
 
     private let lock = NSCondition()
@@ -71,7 +72,7 @@ public final class SnapshotWriter: @unchecked Sendable {
     ///   - written: after each file is on disk, on the writer's thread (MQTT publishes it).
     init(configuration: DaemonConfiguration.Snapshots, directory: String, capacity: Int = 8,
          retentionInterval: Double = 600, fileSystem: SnapshotFileSystem = .system,
-         log: @escaping @Sendable (String) -> Void,
+         log: @escaping @Sendable (Logger.Level, String) -> Void,
          written: @escaping @Sendable (Job, DaemonEvent.Snapshot, [UInt8]) -> Void = { _, _, _ in }) {
         precondition(capacity > 0, "SnapshotWriter capacity must be positive, got \(capacity)")
         self.configuration = configuration
@@ -85,7 +86,7 @@ public final class SnapshotWriter: @unchecked Sendable {
 
     /// The writer for `state_dir`'s snapshots.
     public convenience init(configuration: DaemonConfiguration.Snapshots, stateDirectory: String,
-                            log: @escaping @Sendable (String) -> Void,
+                            log: @escaping @Sendable (Logger.Level, String) -> Void,
                             written: @escaping @Sendable (Job, DaemonEvent.Snapshot, [UInt8]) -> Void = { _, _, _ in }) {
         self.init(configuration: configuration, directory: stateDirectory + "/snapshots", log: log, written: written)
     }
@@ -235,7 +236,7 @@ public final class SnapshotWriter: @unchecked Sendable {
             written(job, snapshot, jpeg)
         } catch {
             lock.withLock { counters.failed += 1 }
-            log("snapshot \(path): \(error)")
+            log(.error, "snapshot \(path): \(error)")
         }
     }
 
