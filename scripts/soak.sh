@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-120}
 
 status=0
-VIVID_TIMEOUT=$((seconds + 300)) VIVID_SKIP_STATUS=77 \
+VIVID_TIMEOUT=$((seconds + seconds / 4 + 300)) VIVID_SKIP_STATUS=77 \
     scripts/test-vivid.sh Tests/Vivid/soak.sh "$seconds" vivid || status=$?
 ((status == 77)) || exit "$status"
 

@@ -145,20 +145,25 @@ reconnector=$!
 # The schedule: a resource sample every 2 s, SIGHUP every $hup_every s, an unplug of the vivid
 # camera every $unplug_every s.
 : > samples.txt
-hups=0 unplugs=0 t=0
+# On the wall clock: a loaded machine stretches each round, not the soak.
+hups=0 unplugs=0 sampled=-2 hupped=0 unplugged=$((unplug_every / 2 - unplug_every))
+begin=$(date +%s)
+t=0
 while [ "$t" -lt "$seconds" ]; do
-    if [ $((t % 2)) -eq 0 ]; then
+    if [ $((t - sampled)) -ge 2 ]; then
         rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$daemon/status")
         threads=$(awk '/^Threads:/ { print $2 }' "/proc/$daemon/status")
         fds=$(ls "/proc/$daemon/fd" 2>/dev/null | wc -l)
         echo "$t $rss $threads $fds" >> samples.txt
+        sampled=$t
     fi
-    if [ "$t" -gt 0 ] && [ $((t % hup_every)) -eq 0 ]; then kill -HUP "$daemon"; hups=$((hups + 1)); fi
-    if [ -n "$vivid_camera" ] && [ $((t % unplug_every)) -eq $((unplug_every / 2)) ]; then
+    if [ $((t - hupped)) -ge "$hup_every" ]; then kill -HUP "$daemon"; hups=$((hups + 1)); hupped=$t; fi
+    if [ -n "$vivid_camera" ] && [ $((t - unplugged)) -ge "$unplug_every" ]; then
         v4l2-ctl -d /dev/video0 -c disconnect=1 >/dev/null 2>&1 && unplugs=$((unplugs + 1))
+        unplugged=$t
     fi
     sleep 1
-    t=$((t + 1))
+    t=$(($(date +%s) - begin))
 done
 
 # Stop reconnecting; one last connection follows the run to its end.
