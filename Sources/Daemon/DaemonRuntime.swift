@@ -115,6 +115,10 @@ public final class DaemonRuntime: @unchecked Sendable {
         } else {
             snapshots = nil
         }
+        if let metrics {
+            if let history { metrics.watch(history: history) }
+            if let snapshots { metrics.watch(snapshots: snapshots) }
+        }
         let hello = DaemonEvent.Hello(daemon: "m2clipd", version: Self.version, model: configuration.model,
                                       cameras: configuration.cameras.map(\.id), labels: model.labels.count)
         if let fd = SocketActivation.listeningFD() {

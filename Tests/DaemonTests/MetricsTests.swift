@@ -101,6 +101,35 @@ import Glibc
         #expect(text.contains("m2clipd_inference_duration_seconds_sum{camera=\"door\"} 0.2"), "\(text)")
     }
 
+    /// History and snapshot counters: counters fed from their running totals, so each scrape
+    /// shows the total so far (not twice what two scrapes saw), gauges for the backlog.
+    @Test func historyAndSnapshotSeries() throws {
+        let scratch = try ConfigTests.Scratch()
+        let history = EventHistory(path: scratch.database, retention: .init(maxAgeSeconds: 1e9, maxBytes: 1 << 30),
+                                   log: { _, _ in })
+        defer { history.close() }
+        let root = scratch.dir.appendingPathComponent("snapshots").path
+        let snapshots = SnapshotWriter(configuration: .init(quality: 80), directory: root, log: { _, _ in })
+        let metrics = DaemonMetrics(version: "1")
+        metrics.watch(history: history)
+        metrics.watch(snapshots: snapshots)
+        let bus = EventBus(epoch: "run-1", ringCapacity: 8, history: history)
+        bus.publish(.actionStart(eventAction("a", camera: "door", label: "waving")))
+        bus.publish(.actionEnd(eventAction("a", camera: "door", label: "waving")))
+        let first = String(decoding: metrics.exposition(), as: UTF8.self)
+        #expect(first.contains("\(DaemonMetrics.Name.historyStored) 2"), "\(first)")
+        bus.publish(.actionStart(eventAction("b", camera: "door", label: "waving")))
+        let second = String(decoding: metrics.exposition(), as: UTF8.self)
+        #expect(second.contains("\(DaemonMetrics.Name.historyStored) 3"), "\(second)")
+        #expect(second.contains("\(DaemonMetrics.Name.historyWriting) 1"), "\(second)")
+        #expect(second.contains("\(DaemonMetrics.Name.historyPending) 0"), "\(second)")
+        #expect(second.contains("# TYPE \(DaemonMetrics.Name.historyWriteFailures) counter"), "\(second)")
+        for name in [DaemonMetrics.Name.snapshotsWritten, DaemonMetrics.Name.snapshotsDropped,
+                     DaemonMetrics.Name.snapshotsFailed, DaemonMetrics.Name.snapshotsDeleted] {
+            #expect(second.contains("# TYPE \(name) counter") && name.hasSuffix("_total"), "\(name): \(second)")
+        }
+    }
+
     @Test func sameCameraIdKeepsItsSeries() {
         let metrics = DaemonMetrics(version: "1")
         metrics.camera("door").frames.increment(by: 2)

@@ -31,6 +31,15 @@ public final class DaemonMetrics: @unchecked Sendable {
         public static let mqttSent = "m2clipd_mqtt_sent_messages_total"
         public static let mqttDropped = "m2clipd_mqtt_dropped_messages_total"
         public static let mqttConnectFailures = "m2clipd_mqtt_connect_failures_total"
+        public static let historyStored = "m2clipd_history_stored_events_total"
+        public static let historyWriteFailures = "m2clipd_history_write_failures_total"
+        public static let historyLost = "m2clipd_history_lost_events_total"
+        public static let historyPending = "m2clipd_history_pending_events"
+        public static let historyWriting = "m2clipd_history_writing"
+        public static let snapshotsWritten = "m2clipd_snapshots_written_total"
+        public static let snapshotsDropped = "m2clipd_snapshots_dropped_total"
+        public static let snapshotsFailed = "m2clipd_snapshots_failed_total"
+        public static let snapshotsDeleted = "m2clipd_snapshots_deleted_total"
     }
 
     /// CPU inference of one window takes from ~50 ms (tiny models, many cores) to tens of
@@ -85,6 +94,39 @@ public final class DaemonMetrics: @unchecked Sendable {
         }
     }
 
+    /// Reads the event history's counters at every scrape.
+    public func watch(history: EventHistory) {
+        watchTotal(Name.historyStored) { history.counters.stored }
+        watchTotal(Name.historyWriteFailures) { history.counters.writeFailures }
+        watchTotal(Name.historyLost) { history.counters.lost }
+        let pending = CoreMetrics.Gauge(label: Name.historyPending, factory: factory)
+        let writing = CoreMetrics.Gauge(label: Name.historyWriting, factory: factory)
+        addSource { _ in
+            let now = history.counters
+            pending.record(now.pending)
+            writing.record(now.writing ? 1 : 0)
+        }
+    }
+
+    /// Reads the snapshot writer's counters at every scrape.
+    public func watch(snapshots: SnapshotWriter) {
+        watchTotal(Name.snapshotsWritten) { snapshots.totals.written }
+        watchTotal(Name.snapshotsDropped) { snapshots.totals.dropped }
+        watchTotal(Name.snapshotsFailed) { snapshots.totals.failed }
+        watchTotal(Name.snapshotsDeleted) { snapshots.totals.deleted }
+    }
+
+    /// A counter fed from a running total another part keeps: each scrape adds what it grew by.
+    private func watchTotal(_ name: String, _ read: @escaping @Sendable () -> Int) {
+        let counter = CoreMetrics.Counter(label: name, factory: factory)
+        let seen = RunningTotal()
+        addSource { _ in
+            let now = read()
+            counter.increment(by: max(now - seen.value, 0))
+            seen.value = now
+        }
+    }
+
     private func addSource(_ read: @escaping @Sendable (DaemonMetrics) -> Void) {
         lock.withLock { sources.append(read) }
     }
@@ -96,6 +138,11 @@ public final class DaemonMetrics: @unchecked Sendable {
         }
         return registry.emitToBuffer()
     }
+}
+
+/// The last value of a running total (read and written under `DaemonMetrics.lock`).
+private final class RunningTotal: @unchecked Sendable {
+    var value = 0
 }
 
 /// One camera's series, labelled `camera`; `CameraPipeline` counts into them next to its own
