@@ -160,12 +160,15 @@ public final class SnapshotWriter: @unchecked Sendable {
     /// `<directory>/<camera>/<YYYY-MM-DD>/<action_id>.jpg`, names made safe as one path
     /// component each.
     public func path(for job: Job) -> String {
-        let day = Date(timeIntervalSince1970: job.frameTime)
+        "\(directory)/\(Self.component(job.camera))/\(Self.day(job.frameTime))/\(Self.component(job.actionID)).jpg"
+    }
+
+    /// `YYYY-MM-DD`, the UTC day of `time` (seconds since 1970).
+    static func day(_ time: Double) -> String {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
-        let parts = calendar.dateComponents([.year, .month, .day], from: day)
-        let date = String(format: "%04d-%02d-%02d", parts.year ?? 1970, parts.month ?? 1, parts.day ?? 1)
-        return "\(directory)/\(Self.component(job.camera))/\(date)/\(Self.component(job.actionID)).jpg"
+        let parts = calendar.dateComponents([.year, .month, .day], from: Date(timeIntervalSince1970: time))
+        return String(format: "%04d-%02d-%02d", parts.year ?? 1970, parts.month ?? 1, parts.day ?? 1)
     }
 
     /// `name` as one file name: `/`, control characters and a leading dot become `_`.
