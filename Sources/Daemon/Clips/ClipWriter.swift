@@ -58,7 +58,8 @@ public final class ClipWriter: @unchecked Sendable {
     private var queue: [Job] = []
     private var busy = false
     private var counters = Counters()
-    private var bytesOnDisk: Int64 = 0
+    /// On the writer's thread only.
+    private var retained: RetainedDirectory
     private var stopping = false
     private var started = false
     private var finished = false
@@ -73,6 +74,8 @@ public final class ClipWriter: @unchecked Sendable {
         self.capacity = capacity
         self.grace = grace
         self.retentionInterval = retentionInterval
+        retained = RetainedDirectory(directory: directory, retentionDays: configuration.retentionDays,
+                                     maxBytes: configuration.maxBytes)
         self.fileSystem = fileSystem
         self.log = log
         self.written = written
@@ -175,7 +178,7 @@ public final class ClipWriter: @unchecked Sendable {
             }
             if let job {
                 write(job)
-                if lock.withLock({ bytesOnDisk > configuration.maxBytes }) { prune() }
+                if retained.isOverBudget { prune() }
                 lock.withLock {
                     busy = false
                     lock.broadcast()
@@ -204,10 +207,8 @@ public final class ClipWriter: @unchecked Sendable {
             try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: job.path).deletingLastPathComponent().path,
                                                     withIntermediateDirectories: true)
             try fileSystem.writeAtomically(mp4, to: job.path)
-            lock.withLock {
-                counters.written += 1
-                bytesOnDisk += Int64(mp4.count)
-            }
+            retained.wrote(Int64(mp4.count))
+            lock.withLock { counters.written += 1 }
             written(Written(actionID: job.actionID, path: job.path, start: stretch.start, end: stretch.end,
                             bytes: mp4.count, packets: stretch.packets.count))
         } catch {
@@ -217,13 +218,8 @@ public final class ClipWriter: @unchecked Sendable {
     }
 
     private func prune() {
-        let result = SnapshotRetention.prune(directory, now: Date().timeIntervalSince1970,
-                                             maxAge: configuration.retentionDays * 86_400,
-                                             maxBytes: configuration.maxBytes, log: log)
-        lock.withLock {
-            counters.deleted += result.deleted
-            bytesOnDisk = result.remaining
-        }
+        let deleted = retained.prune(log: log)
+        lock.withLock { counters.deleted += deleted }
     }
 }
 
