@@ -171,7 +171,7 @@ public final class DaemonRuntime: @unchecked Sendable {
     private func startPipelines() throws {
         let built = try configuration.cameras.map { camera -> CameraPipeline in
             let source: CameraSource
-            // Validation let clips cover only file cameras (H.264).
+            // Validation let clips cover only H.264 files and network streams.
             let recorder = clips.flatMap { $0.configuration.covers(camera.id) ? $0.recorder(camera: camera.id) : nil }
             switch camera.source {
             case .file(let path, let loop):
@@ -180,7 +180,7 @@ public final class DaemonRuntime: @unchecked Sendable {
                 source = V4L2CameraSource(device: device, request: .init(
                     width: width, height: height, fps: fps, format: format.flatMap(V4L2PixelFormat.init(rawValue:))))
             case .url(let url):
-                source = StreamFrameSource(url: url)
+                source = StreamFrameSource(url: url, clips: recorder)
             }
             let bus = self.bus
             return try CameraPipeline(camera: camera, source: source, engine: engine, epoch: bus.epoch,

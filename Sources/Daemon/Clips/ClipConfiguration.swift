@@ -4,12 +4,13 @@ extension DaemonConfiguration {
     /// The optional `clips:` section: an MP4 of each action with pre- and post-roll under
     /// `<state_dir>/clips`, named in the `action.end` event. Clips are stream copies of the
     /// camera's own H.264 packets (no re-encoding), so only file cameras whose video is H.264
-    /// can have them for now; listing another camera is a configuration error. Needs
-    /// `state_dir`.
+    /// and network streams (whose codec is checked on each connection: another codec's clips
+    /// fail, logged) can have them for now; a V4L2 camera or a file in another codec is a
+    /// configuration error. Needs `state_dir`.
     ///
     ///     clips:
     ///       enabled: true            # default true
-    ///       cameras: [door]          # optional: default every camera (each must be an H.264 file)
+    ///       cameras: [door]          # optional: default every camera (H.264 files, network streams)
     ///       pre_roll_s: 5            # seconds before the action's first window
     ///       post_roll_s: 5           # and after its last
     ///       max_s: 120               # longest clip; the per-camera buffer holds this much
@@ -67,7 +68,8 @@ extension DaemonConfiguration {
         public func covers(_ id: String) -> Bool { enabled && (cameras?.contains(id) ?? true) }
 
         /// Checks each value and that every camera it covers can give clips (an H.264 file:
-        /// `codec(path)` reads the file's codec); `fail(field, message)` builds the error.
+        /// `codec(path)` reads the file's codec; a network stream); `fail(field, message)`
+        /// builds the error.
         func validate(cameras all: [Camera], stateDirectory: String?, codec: (String) throws -> String,
                       fail: (String, String) -> ConfigurationError) throws {
             for (key, value) in [("pre_roll_s", preRollSeconds), ("post_roll_s", postRollSeconds)]
@@ -102,10 +104,10 @@ extension DaemonConfiguration {
                     if name == "h264" { continue }
                     why = "its video is \(name)"
                 case .v4l2: why = "it is a V4L2 device"
-                case .url: why = "it is a network stream"
+                case .url: continue // its codec is known once connected
                 }
                 throw fail(field, "camera \(camera.id) cannot have clips: \(why); clips are stream copies of "
-                    + "H.264 file cameras for now (list the cameras that can in clips.cameras)")
+                    + "H.264 files and network streams for now (list the cameras that can in clips.cameras)")
             }
         }
     }

@@ -8,14 +8,20 @@ import Video
 /// The source's thread feeds it: `begin` (then `attach`) when a pass over the input starts (a looping file
 /// starts a new timeline: the previous one is kept, frozen, until the next `begin`, so a clip
 /// that ended just before the loop point can still be written), `add` for each packet,
-/// `note` for each delivered frame (which ties stream time to capture time), `end` when the
-/// source stops. The clip writer's thread takes stretches out with `extract`.
+/// `note` for each delivered frame (which ties stream time to capture time: each packet gets
+/// the capture time its presentation time has at the latest frame before it, or at the first
+/// frame for packets read ahead of it), `end` when the source stops. The clip writer's thread
+/// takes stretches out with `extract`.
 public final class ClipRecorder: @unchecked Sendable {
-    /// A run of packets on one stream clock; wall clock = stream time + `offset`.
+    /// A run of packets on one stream clock.
     struct Segment {
         /// nil until `attach`.
         var stream: EncodedStreamParameters?
         var packets: [EncodedPacket] = []
+        /// Capture times of `packets`, a prefix of them (those read before the first frame wait
+        /// for it).
+        var walls: [Double] = []
+        /// Capture time − stream time at the latest frame.
         var offset: Double?
         var lastOrder: Int64?
         var bytes = 0
@@ -38,6 +44,8 @@ public final class ClipRecorder: @unchecked Sendable {
     private var current: Segment?
     private var previous: Segment?
     private var ended = false
+    /// Why the current pass cannot give clips (its codec), if so.
+    private var refusal: String?
     /// Packets that came without a keyframe before them in the ring (dropped).
     private(set) var skippedPackets = 0
 
@@ -50,9 +58,10 @@ public final class ClipRecorder: @unchecked Sendable {
     /// A new pass over the input, on a new stream clock.
     func begin() {
         lock.withLock {
-            previous = current.flatMap { $0.packets.isEmpty || $0.offset == nil || $0.stream == nil ? nil : $0 }
+            previous = current.flatMap { $0.walls.isEmpty || $0.stream == nil ? nil : $0 }
             current = Segment()
             ended = false
+            refusal = nil
             trim()
         }
     }
@@ -74,6 +83,7 @@ public final class ClipRecorder: @unchecked Sendable {
                 skippedPackets += 1
             } else {
                 segment.packets.append(packet)
+                if let offset = segment.offset { segment.walls.append(packet.time + offset) }
                 segment.bytes += packet.bytes
             }
             current = segment
@@ -81,10 +91,27 @@ public final class ClipRecorder: @unchecked Sendable {
         }
     }
 
+    /// The current pass cannot give clips (`reason`: its codec); its packets are not kept.
+    func refuse(_ reason: String) {
+        lock.withLock {
+            refusal = reason
+            current = nil
+        }
+    }
+
+    /// Why the last pass could not give clips, if so.
+    var refused: String? { lock.withLock { refusal } }
+
     /// A frame with presentation time `streamTime` (stream clock, seconds) was captured at
     /// `wallClock`.
     func note(streamTime: Double, wallClock: Double) {
-        lock.withLock { current?.offset = wallClock - streamTime }
+        lock.withLock {
+            guard var segment = current else { return }
+            let offset = wallClock - streamTime
+            segment.offset = offset
+            for packet in segment.packets[segment.walls.count...] { segment.walls.append(packet.time + offset) }
+            current = segment
+        }
     }
 
     /// No more packets will come (the source ended or stopped): waiting clips are written
@@ -96,7 +123,7 @@ public final class ClipRecorder: @unchecked Sendable {
     /// The capture time of the newest packet, and whether the source has ended.
     var progress: (newest: Double?, ended: Bool) {
         lock.withLock {
-            let newest = current.flatMap { s in s.offset.flatMap { o in s.packets.last.map { $0.time + o } } }
+            let newest = current?.walls.max()
             return (newest, ended)
         }
     }
@@ -111,15 +138,16 @@ public final class ClipRecorder: @unchecked Sendable {
         lock.withLock {
             var best: (overlap: Double, stretch: Stretch)?
             for segment in [current, previous].compactMap({ $0 }) {
-                guard let offset = segment.offset, let stream = segment.stream, !segment.packets.isEmpty else { continue }
-                let packets = segment.packets
-                let start = packets.lastIndex { $0.isKeyframe && $0.time + offset <= from } ?? 0
-                guard let last = packets.lastIndex(where: { $0.time + offset <= to }), last >= start else { continue }
+                guard let stream = segment.stream, !segment.walls.isEmpty else { continue }
+                let walls = segment.walls
+                let packets = segment.packets.prefix(walls.count)
+                let start = packets.indices.last { packets[$0].isKeyframe && walls[$0] <= from } ?? 0
+                guard let last = walls.lastIndex(where: { $0 <= to }), last >= start else { continue }
                 let taken = Array(packets[start...last])
-                let first = taken[0].time + offset
+                let first = walls[start]
                 // Packets presented later than `to` may be in it: references, in decode order,
                 // of frames presented before.
-                let end = taken.map(\.time).filter { $0 + offset <= to }.max()! + offset
+                let end = walls[start...last].filter { $0 <= to }.max()!
                 let overlap = min(end, to) - max(first, from)
                 if overlap > best?.overlap ?? -.infinity {
                     best = (overlap, Stretch(stream: stream, packets: taken, start: first, end: end))
@@ -148,6 +176,7 @@ public final class ClipRecorder: @unchecked Sendable {
                 // One group larger than the whole budget: start again at the next keyframe.
                 guard segment.bytes > maxBytes else { break }
                 segment.packets.removeAll()
+                segment.walls.removeAll()
                 segment.bytes = 0
             }
         }
@@ -159,6 +188,7 @@ public final class ClipRecorder: @unchecked Sendable {
         guard let next = segment.packets.dropFirst().firstIndex(where: \.isKeyframe) else { return false }
         segment.bytes -= segment.packets[..<next].reduce(0) { $0 + $1.bytes }
         segment.packets.removeFirst(next)
+        segment.walls.removeFirst(min(next, segment.walls.count))
         return true
     }
 }

@@ -200,7 +200,7 @@ public final class ClipWriter: @unchecked Sendable {
     private func write(_ job: Job) {
         do {
             guard let stretch = job.recorder.extract(from: job.from, to: job.to) else {
-                throw ClipError(message: "no video buffered for that time")
+                throw ClipError(message: job.recorder.refused ?? "no video buffered for that time")
             }
             let mp4 = try MP4Muxer.mux(stretch.stream, packets: stretch.packets,
                                        limit: job.recorder.maxBytes + job.recorder.maxBytes / 8 + (1 << 20))
