@@ -78,6 +78,7 @@ public final class ClipRecorder: @unchecked Sendable {
         lock.withLock {
             guard var segment = current else { return }
             if let last = segment.lastOrder, packet.order <= last { return }
+            current = nil // so the arrays below are not copied on write
             segment.lastOrder = packet.order
             if segment.packets.isEmpty && !packet.isKeyframe {
                 skippedPackets += 1
@@ -107,6 +108,7 @@ public final class ClipRecorder: @unchecked Sendable {
     func note(streamTime: Double, wallClock: Double) {
         lock.withLock {
             guard var segment = current else { return }
+            current = nil
             let offset = wallClock - streamTime
             segment.offset = offset
             for packet in segment.packets[segment.walls.count...] { segment.walls.append(packet.time + offset) }
@@ -162,10 +164,12 @@ public final class ClipRecorder: @unchecked Sendable {
     /// Called under `lock`.
     private func trim() {
         while var old = previous, (current?.bytes ?? 0) + old.bytes > maxBytes {
-            if !dropGroup(&old) { previous = nil; break }
+            previous = nil
+            if !dropGroup(&old) { break }
             previous = old.packets.isEmpty ? nil : old
         }
         guard var segment = current else { return }
+        current = nil
         while let newest = segment.packets.last, let oldest = segment.packets.first,
               newest.time - oldest.time > maxSeconds || segment.bytes + (previous?.bytes ?? 0) > maxBytes {
             if previous != nil, segment.bytes + previous!.bytes > maxBytes {
