@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -106,6 +107,96 @@ static inline const AVInputFormat *m2ff_probe_content(const uint8_t *bytes, int 
     probe.buf = (unsigned char *)bytes;
     probe.buf_size = size;
     return av_probe_input_format3(&probe, 1, score);
+}
+
+/*
+ * An in-memory, seekable AVIOContext for muxing (the MP4 muxer seeks back to write the moov
+ * size): the bytes grow in `data`, up to `limit` (a write past it fails with ENOSPC, so a
+ * runaway clip cannot take the process's memory). m2ff_membuf_open allocates both; free with
+ * m2ff_membuf_close.
+ */
+typedef struct {
+    uint8_t *data;
+    int64_t size;
+    int64_t capacity;
+    int64_t position;
+    int64_t limit;
+} m2ff_membuf;
+
+static inline int m2ff_membuf_write(void *opaque, uint8_t *bytes, int count) {
+    m2ff_membuf *m = (m2ff_membuf *)opaque;
+    if (count < 0) return AVERROR(EINVAL);
+    int64_t end = m->position + count;
+    if (end > m->limit) return AVERROR(ENOSPC);
+    if (end > m->capacity) {
+        int64_t capacity = m->capacity > 0 ? m->capacity : 65536;
+        while (capacity < end) capacity *= 2;
+        if (capacity > m->limit) capacity = m->limit;
+        uint8_t *grown = (uint8_t *)av_realloc(m->data, (size_t)capacity);
+        if (!grown) return AVERROR(ENOMEM);
+        m->data = grown;
+        m->capacity = capacity;
+    }
+    if (m->position > m->size) memset(m->data + m->size, 0, (size_t)(m->position - m->size));
+    memcpy(m->data + m->position, bytes, (size_t)count);
+    m->position = end;
+    if (end > m->size) m->size = end;
+    return count;
+}
+
+static inline int64_t m2ff_membuf_seek(void *opaque, int64_t offset, int whence) {
+    m2ff_membuf *m = (m2ff_membuf *)opaque;
+    int64_t target;
+    switch (whence & ~AVSEEK_FORCE) {
+    case AVSEEK_SIZE: return m->size;
+    case SEEK_SET: target = offset; break;
+    case SEEK_CUR: target = m->position + offset; break;
+    case SEEK_END: target = m->size + offset; break;
+    default: return AVERROR(EINVAL);
+    }
+    if (target < 0 || target > m->limit) return AVERROR(EINVAL);
+    m->position = target;
+    return target;
+}
+
+static inline AVIOContext *m2ff_membuf_open(int64_t limit, m2ff_membuf **out) {
+    m2ff_membuf *m = (m2ff_membuf *)av_mallocz(sizeof(m2ff_membuf));
+    unsigned char *buffer = (unsigned char *)av_malloc(65536);
+    if (!m || !buffer) { av_free(m); av_free(buffer); return NULL; }
+    m->limit = limit;
+    AVIOContext *io = avio_alloc_context(buffer, 65536, 1, m, NULL, m2ff_membuf_write, m2ff_membuf_seek);
+    if (!io) { av_free(m); av_free(buffer); return NULL; }
+    *out = m;
+    return io;
+}
+
+static inline void m2ff_membuf_close(AVIOContext **io, m2ff_membuf **m) {
+    if (io && *io) {
+        av_freep(&(*io)->buffer);
+        avio_context_free(io);
+    }
+    if (m && *m) {
+        av_freep(&(*m)->data);
+        av_freep(m);
+    }
+}
+
+/* The stream's display matrix (AV_PKT_DATA_DISPLAYMATRIX side data), or NULL; its size in *size. */
+static inline const uint8_t *m2ff_display_matrix(const AVStream *stream, size_t *size) {
+    *size = 0;
+    return av_stream_get_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, size);
+}
+
+/* Gives `stream` a copy of a display matrix; 0, or AVERROR(ENOMEM). */
+static inline int m2ff_set_display_matrix(AVStream *stream, const uint8_t *data, size_t size) {
+    uint8_t *copy = av_stream_new_side_data(stream, AV_PKT_DATA_DISPLAYMATRIX, size);
+    if (!copy) return AVERROR(ENOMEM);
+    memcpy(copy, data, size);
+    return 0;
+}
+
+static inline int m2ff_packet_is_keyframe(const AVPacket *packet) {
+    return (packet->flags & AV_PKT_FLAG_KEY) != 0;
 }
 
 #endif

@@ -46,13 +46,37 @@ public enum DaemonEvent: Sendable, Equatable {
         /// The action's snapshot as it is on disk when the event is sent (absent: none yet,
         /// or snapshots are off).
         public var snapshot: Snapshot? = nil
+        /// On `action.end` only, with a `clips:` section: the MP4 that will be written once
+        /// the post-roll has been captured (absent: clips are off for the camera, or the
+        /// writer's queue was full).
+        public var clip: Clip? = nil
 
         enum CodingKeys: String, CodingKey {
             case actionID = "action_id", camera, label, score, top
             case windowStart = "window_start", windowEnd = "window_end"
             case windowStartMonotonic = "window_start_mono", windowEndMonotonic = "window_end_mono"
-            case latencyMs = "latency_ms", snapshot
+            case latencyMs = "latency_ms", snapshot, clip
         }
+    }
+
+    /// An action's MP4 clip: the camera's own H.264 packets (stream copy) from the keyframe at
+    /// or before `startTime` to `endTime`, or to where the source stopped.
+    public struct Clip: Codable, Sendable, Equatable {
+        /// Absolute path under `<state_dir>/clips`; the file appears there, whole, after the
+        /// post-roll (`stats.clips` counts the ones that could not be written).
+        public var path: String
+        /// Capture times (seconds since 1970): the action's start minus the pre-roll, its end
+        /// plus the post-roll.
+        public var startTime: Double
+        public var endTime: Double
+
+        public init(path: String, startTime: Double, endTime: Double) {
+            self.path = path
+            self.startTime = startTime
+            self.endTime = endTime
+        }
+
+        enum CodingKeys: String, CodingKey { case path, startTime = "start_time", endTime = "end_time" }
     }
 
     /// A JPEG of the last frame of the action's best-scoring window so far.
@@ -101,6 +125,8 @@ public enum DaemonEvent: Sendable, Equatable {
         public var mqtt: MQTTPublisher.Counters? = nil
         /// The snapshot writer's counters, when snapshots are on.
         public var snapshots: SnapshotWriter.Counters? = nil
+        /// The clip writer's counters, when clips are on.
+        public var clips: ClipWriter.Counters? = nil
         /// The event history's counters, when history is on.
         public var history: EventHistory.Counters? = nil
     }

@@ -27,6 +27,8 @@ public final class DaemonRuntime: @unchecked Sendable {
     private let metricsServer: MetricsServer?
     /// nil without an enabled `snapshots:` section.
     let snapshots: SnapshotWriter?
+    /// nil without an enabled `clips:` section.
+    let clips: ClipWriter?
     /// nil when history is off or there is no state directory.
     let history: EventHistory?
     private var pipelines: [CameraPipeline] = []
@@ -115,9 +117,16 @@ public final class DaemonRuntime: @unchecked Sendable {
         } else {
             snapshots = nil
         }
+        if let settings = configuration.clips, settings.enabled, let stateDirectory = configuration.stateDirectory {
+            clips = ClipWriter(configuration: settings, stateDirectory: stateDirectory,
+                               log: { logger.log(level: $0, "\($1)") })
+        } else {
+            clips = nil
+        }
         if let metrics {
             if let history { metrics.watch(history: history) }
             if let snapshots { metrics.watch(snapshots: snapshots) }
+            if let clips { metrics.watch(clips: clips) }
         }
         let hello = DaemonEvent.Hello(daemon: "m2clipd", version: Self.version, model: configuration.model,
                                       cameras: configuration.cameras.map(\.id), labels: model.labels.count)
@@ -136,6 +145,7 @@ public final class DaemonRuntime: @unchecked Sendable {
         // snapshot writer counts, not kill the daemon with SIGXFSZ.
         signal(SIGXFSZ, SIG_IGN)
         snapshots?.start()
+        clips?.start()
         try startPipelines()
         if let mqtt {
             mqtt.update(cameras: watchedCameras)
@@ -166,18 +176,22 @@ public final class DaemonRuntime: @unchecked Sendable {
     private func startPipelines() throws {
         let built = try configuration.cameras.map { camera -> CameraPipeline in
             let source: CameraSource
+            // Validation let clips cover only H.264 files and network streams.
+            let recorder = clips.flatMap { $0.configuration.covers(camera.id) ? $0.recorder(camera: camera.id) : nil }
             switch camera.source {
             case .file(let path, let loop):
-                source = FileFrameSource(path: path, loop: loop)
+                source = FileFrameSource(path: path, loop: loop, clips: recorder)
             case .v4l2(let device, let width, let height, let fps, let format):
                 source = V4L2CameraSource(device: device, request: .init(
                     width: width, height: height, fps: fps, format: format.flatMap(V4L2PixelFormat.init(rawValue:))))
             case .url(let url):
-                source = StreamFrameSource(url: url)
+                source = StreamFrameSource(url: url, clips: recorder)
             }
             let bus = self.bus
             return try CameraPipeline(camera: camera, source: source, engine: engine, epoch: bus.epoch,
-                                      metrics: metrics?.camera(camera.id), snapshots: snapshots, emit: { bus.publish($0) })
+                                      metrics: metrics?.camera(camera.id), snapshots: snapshots,
+                                      clips: clips.flatMap { writer in recorder.map { (writer, $0) } },
+                                      emit: { bus.publish($0) })
         }
         lock.withLock {
             pipelines = built
@@ -210,6 +224,12 @@ public final class DaemonRuntime: @unchecked Sendable {
             let c = snapshots.totals
             log("snapshots: \(c.written) written, \(c.failed) failed, \(c.dropped) dropped, \(c.deleted) deleted by retention")
         }
+        if let clips {
+            // The sources have ended, so every queued clip is ready to write.
+            clips.stop(timeout: min(configuration.shutdownTimeoutSeconds, 5))
+            let c = clips.totals
+            log("clips: \(c.written) written, \(c.failed) failed, \(c.dropped) dropped, \(c.deleted) deleted by retention")
+        }
         publishStats()
         if let mqtt {
             let c = mqtt.stop(timeout: min(configuration.shutdownTimeoutSeconds, 3))
@@ -229,9 +249,10 @@ public final class DaemonRuntime: @unchecked Sendable {
             let next = try Self.loadRunnable(path: configurationPath)
             guard next.model == configuration.model, next.socket == configuration.socket,
                   next.mqtt == configuration.mqtt, next.metrics == configuration.metrics,
-                  next.snapshots == configuration.snapshots, next.stateDirectory == configuration.stateDirectory,
+                  next.snapshots == configuration.snapshots, next.clips == configuration.clips,
+                  next.stateDirectory == configuration.stateDirectory,
                   next.history == configuration.history else {
-                logger.warning("reload: model, socket, mqtt, metrics, snapshots, history or state_dir changed; restart the service to apply that (cameras kept)")
+                logger.warning("reload: model, socket, mqtt, metrics, snapshots, clips, history or state_dir changed; restart the service to apply that (cameras kept)")
                 return
             }
             notifier.notify("RELOADING=1")
@@ -250,7 +271,7 @@ public final class DaemonRuntime: @unchecked Sendable {
     private func publishStats() {
         let cameras = lock.withLock { pipelines }.map { $0.stats() }
         bus.publish(.stats(.init(cameras: cameras, mqtt: mqtt?.counters, snapshots: snapshots?.totals,
-                                 history: history?.counters)))
+                                 clips: clips?.totals, history: history?.counters)))
     }
 
     /// The running cameras and the labels each scores, for the MQTT publisher.

@@ -52,6 +52,9 @@ final class FFmpegInput {
     /// Why reading stopped: AVERROR_EOF at a clean end, else the I/O error (the AVIOContext's
     /// error when the demuxer reported it as an end). nil while packets still come.
     private(set) var endCode: Int32?
+    /// Sees every packet of the video stream as it is read, before the decoder does (a clip
+    /// recorder keeps references to them).
+    var packetTap: ((UnsafePointer<AVPacket>) -> Void)?
 
     var stream: UnsafeMutablePointer<AVStream> { format.pointee.streams[Int(streamIndex)]! }
 
@@ -272,6 +275,7 @@ final class FFmpegInput {
             consecutiveReadErrors = 0
             defer { av_packet_unref(packet) }
             if packet.pointee.stream_index != streamIndex { continue }
+            packetTap?(packet)
             let sent = avcodec_send_packet(codec, packet)
             if sent < 0 && sent != m2ff_averror_eagain() {
                 rejectedPackets += 1

@@ -30,6 +30,11 @@ public final class NetworkStream {
     public let codecName: String
     /// Packets the decoder rejected as corrupt so far (they are skipped).
     public var rejectedPackets: Int { input.rejectedPackets }
+    /// The stream's codec parameters, for muxing its packets unchanged (stream copy).
+    public let encodedStream: EncodedStreamParameters?
+    /// Presentation time, in seconds on the stream's clock, of the first frame (0 before it):
+    /// an `RGBFrame.timestamp` t is stream time `originSeconds + t`, as `EncodedPacket.time` is.
+    public var originSeconds: Double { clock.map { Double($0.startTicks) / $0.ticksPerSecond } ?? 0 }
 
     private let interrupt: StreamInterrupt
     private let input: FFmpegInput
@@ -52,9 +57,11 @@ public final class NetworkStream {
 
     /// Connects, reads the stream headers and picks the video stream; throws `VideoError`
     /// (`.connectionFailed`, `.timedOut`, `.cancelled`, `.noVideoStream`, ...) naming
-    /// `url.redacted`. Timeouts are in seconds.
+    /// `url.redacted`. Timeouts are in seconds. `packets`, when given, sees every video packet
+    /// read, in decode order, on the caller's thread.
     public init(url: StreamURL, openTimeout: Double = 10, readTimeout: Double = 5,
-                cancellation: StreamCancellation = StreamCancellation()) throws {
+                cancellation: StreamCancellation = StreamCancellation(),
+                packets: ((EncodedPacket) -> Void)? = nil) throws {
         precondition(openTimeout > 0 && readTimeout > 0,
                      "NetworkStream: timeouts \(openTimeout) s and \(readTimeout) s must be positive")
         self.url = url
@@ -78,6 +85,13 @@ public final class NetworkStream {
         fps = input.frameRate
         rotation = Int(m2ff_stream_rotation(input.stream))
         codecName = String(cString: avcodec_get_name(input.stream.pointee.codecpar.pointee.codec_id))
+        encodedStream = EncodedStreamParameters(stream: input.stream)
+        if let packets {
+            let timeBase = input.stream.pointee.time_base
+            input.packetTap = { raw in
+                if let packet = EncodedPacket(referencing: raw, timeBase: timeBase) { packets(packet) }
+            }
+        }
     }
 
     deinit {

@@ -44,7 +44,14 @@ public final class VideoFile: FrameSource {
     /// Seeks done so far (av_seek_frame calls, and reopenings for containers that cannot seek).
     public internal(set) var seeks = 0
 
+    /// The stream's codec parameters, for muxing its packets unchanged (stream copy).
+    public let encodedStream: EncodedStreamParameters?
+    /// Presentation time, in seconds on the stream's clock, of the first frame: an
+    /// `RGBFrame.timestamp` t is stream time `originSeconds + t`, as `EncodedPacket.time` is.
+    public var originSeconds: Double { Double(clock.startTicks) / clock.ticksPerSecond }
+
     var input: FFmpegInput
+    private let packetTap: ((UnsafePointer<AVPacket>) -> Void)?
     private var retiredRejections = 0
     let clock: StreamClock
     let converter = FrameConverter()
@@ -60,8 +67,10 @@ public final class VideoFile: FrameSource {
     var positionKnown = true
 
     /// Opens the file, picks its best video stream, and decodes the first frame (proving the
-    /// stream decodes, and fixing the time origin and frame size).
-    public init(path: String) throws {
+    /// stream decodes, and fixing the time origin and frame size). `packets`, when given, sees
+    /// every video packet read from then on, in decode order (a packet is seen again when a
+    /// seek or rewind reads it again), on the caller's thread.
+    public init(path: String, packets: ((EncodedPacket) -> Void)? = nil) throws {
         self.path = path
         var input = try FFmpegInput(path: path)
         let header = input.stream.pointee // a copy: its pointers die with this first input
@@ -97,6 +106,16 @@ public final class VideoFile: FrameSource {
         // The packet count above may have replaced the input: read the stream anew.
         let current = input.stream.pointee
         codecName = String(cString: avcodec_get_name(current.codecpar.pointee.codec_id))
+        encodedStream = EncodedStreamParameters(stream: input.stream)
+        if let packets {
+            let timeBase = current.time_base
+            packetTap = { raw in
+                if let packet = EncodedPacket(referencing: raw, timeBase: timeBase) { packets(packet) }
+            }
+        } else {
+            packetTap = nil
+        }
+        input.packetTap = packetTap
 
         let first = DecodedFrame()
         guard input.decode(into: first.frame) else {
@@ -164,6 +183,7 @@ public final class VideoFile: FrameSource {
     func rewind() throws {
         retiredRejections += input.rejectedPackets
         input = try FFmpegInput(path: path)
+        input.packetTap = packetTap
         seeks += 1
         positionKnown = true
         dropFrames()
@@ -172,6 +192,15 @@ public final class VideoFile: FrameSource {
     func noteEnd(lastTicks: Int64) {
         let count = clock.index(ofTicks: lastTicks) + 1
         decodableFrameCount = max(decodableFrameCount ?? 0, count)
+    }
+}
+
+extension VideoFile {
+    /// FFmpeg's name for the codec of the file's video stream ("h264", "vp8", ...), from the
+    /// container's headers, without decoding; throws `VideoError` as `init` does.
+    public static func codecName(path: String) throws -> String {
+        let input = try FFmpegInput(path: path)
+        return String(cString: avcodec_get_name(input.stream.pointee.codecpar.pointee.codec_id))
     }
 }
 

@@ -122,14 +122,15 @@ import Glibc
         #expect(statuses.contains("front offline") && statuses.contains("back online"), "\(statuses)")
     }
 
-    /// m2clipd with `snapshots:` as a process, through `prefix` (prlimit) when given: the
+    /// m2clipd with `sections` (default `snapshots:`) as a process, through `prefix` (prlimit) when given: the
     /// subscriber's JSON lines, the daemon's exit status and log, after SIGTERM once
     /// `done(subscriber output, daemon log)` holds (or 60 s pass: a loaded machine is slow to
     /// load the model and score the first windows), then one more second.
-    func runWithSnapshots(in dir: URL, prefix: [String] = [], until done: @escaping (String, String) -> Bool) throws
+    func runWithSnapshots(in dir: URL, prefix: [String] = [], sections: String = "snapshots: {quality: 85}\n",
+                          until done: @escaping (String, String) -> Bool) throws
         -> (lines: [[String: Any]], status: Int32, log: String) {
         let config = dir.appendingPathComponent("m2clipd.yaml")
-        try (String(contentsOf: config, encoding: .utf8) + "\nstate_dir: \(dir.path)/state\nsnapshots: {quality: 85}\n")
+        try (String(contentsOf: config, encoding: .utf8) + "\nstate_dir: \(dir.path)/state\n" + sections)
             .write(to: config, atomically: true, encoding: .utf8)
         let daemon = Process()
         daemon.executableURL = URL(fileURLWithPath: prefix.isEmpty ? Self.daemon.path : "/usr/bin/env")
@@ -199,6 +200,47 @@ import Glibc
         let counters = try #require(stats["snapshots"] as? [String: Any], "stats carry the snapshot counters")
         #expect((counters["written"] as? Int ?? 0) >= named.count && counters["failed"] as? Int == 0)
         #expect(run.log.contains("snapshots: "), "\(run.log)")
+    }
+
+    /// With `clips:`, every action.end names an MP4 under <state_dir>/clips/front/<day>/ (the
+    /// looped clip's actions end at SIGTERM: their clips are written during shutdown), and
+    /// each is there, an H.264 file the ffmpeg CLI decodes without error; nothing else is.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/ffmpeg")))
+    func clipsAreWrittenAndNamedInTheEndEvents() throws {
+        let dir = try setUp()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // Until two stats lines after the first action: a second or more of it is buffered.
+        let run = try runWithSnapshots(in: dir, sections: "clips: {pre_roll_s: 1, post_roll_s: 1}\n") { events, _ in
+            guard let start = events.range(of: "\"action.start\"") else { return false }
+            return events[start.upperBound...].components(separatedBy: "\"type\":\"stats\"").count > 2
+        }
+        #expect(run.status == 0, "\(run.log)")
+        let ends = run.lines.filter { $0["type"] as? String == "action.end" }
+        #expect(!ends.isEmpty)
+        #expect(run.lines.filter { $0["type"] as? String != "action.end" }.allSatisfy { $0["clip"] == nil })
+        let root = dir.appendingPathComponent("state/clips").path
+        var named: [String] = []
+        for end in ends {
+            let clip = try #require(end["clip"] as? [String: Any], "\(end)")
+            let path = try #require(clip["path"] as? String)
+            let (from, to) = (clip["start_time"] as? Double ?? 0, clip["end_time"] as? Double ?? 0)
+            #expect(path.hasPrefix(root + "/front/") && path.hasSuffix("/\(end["action_id"] as? String ?? "?").mp4"), "\(path)")
+            #expect(to > from)
+            named.append(path)
+            let decode = Process()
+            decode.executableURL = URL(fileURLWithPath: "/usr/bin/ffmpeg")
+            decode.arguments = ["-v", "error", "-xerror", "-i", path, "-f", "null", "-"]
+            let errors = Pipe()
+            decode.standardError = errors
+            try decode.run()
+            decode.waitUntilExit()
+            let complaint = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(decode.terminationStatus == 0 && complaint.isEmpty, "\(path): \(complaint)")
+        }
+        #expect(Self.files(under: root).map { root + "/" + $0 }.sorted() == named.sorted())
+        let counters = run.lines.last { $0["type"] as? String == "stats" }?["clips"] as? [String: Any]
+        #expect(counters != nil, "stats carry the clip counters")
+        #expect(run.log.contains("clips: \(ends.count) written, 0 failed"), "\(run.log)")
     }
 
     /// A file size limit below one JPEG (prlimit --fsize, as a full disk would): every write

@@ -172,4 +172,30 @@ final class ScriptedTransport: MQTTTransport, @unchecked Sendable {
         }
         #expect(flags == [[false, false], [false, true], [true, true]])
     }
+
+    /// `has_clip` is false until the end event, true in its `after` when that event names a
+    /// clip (the file follows after the post-roll), and false when it names none.
+    @Test func clipsAreFlaggedOnTheEnd() throws {
+        let transport = ScriptedTransport(failures: 0)
+        let publisher = MQTTPublisher(configuration: .init(host: "broker", clientID: "t"),
+                                      cameras: [.init(id: "door", labels: ["wave"])], version: "t",
+                                      makeTransport: { transport }, log: { _, _ in })
+        var action = Self.action("a")
+        publisher.offer(.actionStart(action))
+        publisher.offer(.actionUpdate(action))
+        action.clip = .init(path: "/state/clips/door/2026-12-07/a.mp4", startTime: 95, endTime: 108)
+        publisher.offer(.actionEnd(action))
+        let other = Self.action("b")
+        publisher.offer(.actionStart(other))
+        publisher.offer(.actionEnd(other))
+        publisher.start()
+        let deadline = Date().addingTimeInterval(5)
+        while publisher.counters.queued > 0 || !publisher.counters.connected, Date() < deadline { usleep(10_000) }
+        publisher.stop(timeout: 1)
+        let flags = transport.published.filter { $0.topic == "m2clip/events" }.map { message -> [Bool?] in
+            let json = (try? JSONSerialization.jsonObject(with: Data(message.payload))) as? [String: Any] ?? [:]
+            return ["before", "after"].map { (json[$0] as? [String: Any])?["has_clip"] as? Bool }
+        }
+        #expect(flags == [[false, false], [false, false], [false, true], [false, false], [false, false]])
+    }
 }

@@ -392,6 +392,8 @@ struct EventSchemaTests {
                                          frameTime: 1_700_000_002, score: 0.9)
             bus.publish(.actionUpdate(snapshotted))
             snapshotted.score = 0.1
+            snapshotted.clip = .init(path: "/var/lib/m2clipd/clips/door/2023-11-14/a.mp4",
+                                     startTime: 1_699_999_995, endTime: 1_700_000_008)
             bus.publish(.actionEnd(snapshotted))
             bus.publish(.cameraStatus(.init(camera: "door", status: .offline, reason: "end of stream")))
             bus.publish(.cameraStatus(.init(camera: "yard", status: .online, reason: nil)))
@@ -399,6 +401,7 @@ struct EventSchemaTests {
                                                      skippedWindows: 0, droppedFrames: 2,
                                                      inferenceP50Ms: 31.5, inferenceP90Ms: 40)],
                                    snapshots: .init(written: 3, dropped: 0, failed: 1, deleted: 2),
+                                   clips: .init(written: 1, dropped: 0, failed: 0, deleted: 0),
                                    history: EventHistory.Counters(stored: 5, writeFailures: 1, pending: 0, lost: 0, writing: true))))
             published.signal()
         }.start()

@@ -278,3 +278,51 @@ private let slack = 1.5
         #expect(!log.wait(0.2) { $0.count > 0 }, "a source that did not start reports nothing")
     }
 }
+
+/// Clips of a network camera: the live MPEG-TS stream's H.264 packets into MP4 by stream copy.
+@Suite struct StreamClipTests {
+    /// A stretch of a connection, taken after the source stopped, is an MP4 that decodes
+    /// (H.264, the coded 320×240), one frame per packet, starting at the keyframe at or before
+    /// the first requested frame and reaching the last (within the packets' stamping jitter).
+    @Test func h264StreamGivesClips() throws {
+        let fixture = try StreamFixture()
+        let port = closedPort()
+        let server = try LiveServer(fixture, port: port)
+        defer { server.kill() }
+        let recorder = ClipRecorder(camera: "gate", maxSeconds: 30, maxBytes: 1 << 24)
+        let source = StreamFrameSource(url: "http://127.0.0.1:\(port)/live.ts", openTimeout: 5, readTimeout: 2,
+                                       clips: recorder)
+        let log = SourceLog()
+        try log.start(source)
+        #expect(log.wait(20) { ($0.connections.first?.count ?? 0) >= 45 })
+        source.stop()
+        #expect(log.wait(10) { $0.end != nil })
+        #expect(recorder.progress.ended && recorder.refused == nil)
+        let frames = try #require(log.connections.first)
+        let (from, to) = (frames[10].wallClock, frames[40].wallClock)
+
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("m2clip-stream-clips-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let reported = NSLock()
+        nonisolated(unsafe) var written: [ClipWriter.Written] = []
+        let writer = ClipWriter(configuration: .init(preRollSeconds: 0, postRollSeconds: 0), directory: root,
+                                log: { _, line in Issue.record("\(line)") },
+                                written: { clip in reported.withLock { written.append(clip) } })
+        writer.start()
+        defer { writer.stop(timeout: 5) }
+        let clip = try #require(writer.submit(actionID: "gate-1", camera: "gate", start: from, end: to, recorder: recorder))
+        #expect(writer.waitIdle(timeout: 10))
+        let result = try #require(reported.withLock { written.first })
+        // A packet's capture time is its presentation time at the offset of the latest frame
+        // delivered before it was read: up to the decoder's delay off the frame's own stamp
+        // (two frames, here where the stream plays at twice real time).
+        let jitter = 2.0 / 15
+        #expect(result.start <= from + jitter && result.end >= to - jitter && result.end <= to + 1e-6,
+                "\(result) for \(from)...\(to)")
+        let mp4 = try VideoFile(path: clip.path)
+        #expect(mp4.codecName == "h264" && mp4.width == 320 && mp4.height == 240)
+        #expect(mp4.frameCount == result.packets)
+        let decoded = try mp4.frames(at: Array(0..<mp4.frameCount))
+        #expect(decoded.allSatisfy { !$0.clamped })
+    }
+}

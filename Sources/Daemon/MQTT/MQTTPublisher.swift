@@ -168,6 +168,7 @@ public final class MQTTPublisher: @unchecked Sendable {
             after.topScore = max(before.topScore, a.score)
             after.hasSnapshot = before.hasSnapshot || a.snapshot != nil
             after.endTime = a.windowEnd
+            after.hasClip = a.clip != nil
             let stillOn = openActions.values.contains { $0.camera == a.camera && $0.label == a.label }
             var out = [eventMessage("end", before, after, qos: 1)]
             if !stillOn {

@@ -78,6 +78,8 @@ struct MQTTEventSnapshot: Encodable, Equatable {
     var endTime: Double?
     /// An event has named a snapshot file for the action.
     var hasSnapshot = false
+    /// The end event named a clip for the action (the file follows after the post-roll).
+    var hasClip = false
 
     enum CodingKeys: String, CodingKey {
         case id, camera, label, score, topScore = "top_score", startTime = "start_time", endTime = "end_time"
@@ -94,7 +96,7 @@ struct MQTTEventSnapshot: Encodable, Equatable {
         try c.encode(startTime, forKey: .startTime)
         if let endTime { try c.encode(endTime, forKey: .endTime) } else { try c.encodeNil(forKey: .endTime) }
         try c.encode(hasSnapshot, forKey: .hasSnapshot)
-        try c.encode(false, forKey: .hasClip)
+        try c.encode(hasClip, forKey: .hasClip)
     }
 }
 

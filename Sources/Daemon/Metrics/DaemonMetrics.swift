@@ -40,6 +40,10 @@ public final class DaemonMetrics: @unchecked Sendable {
         public static let snapshotsDropped = "m2clipd_snapshots_dropped_total"
         public static let snapshotsFailed = "m2clipd_snapshots_failed_total"
         public static let snapshotsDeleted = "m2clipd_snapshots_deleted_total"
+        public static let clipsWritten = "m2clipd_clips_written_total"
+        public static let clipsDropped = "m2clipd_clips_dropped_total"
+        public static let clipsFailed = "m2clipd_clips_failed_total"
+        public static let clipsDeleted = "m2clipd_clips_deleted_total"
     }
 
     /// CPU inference of one window takes from ~50 ms (tiny models, many cores) to tens of
@@ -114,6 +118,14 @@ public final class DaemonMetrics: @unchecked Sendable {
         watchTotal(Name.snapshotsDropped) { snapshots.totals.dropped }
         watchTotal(Name.snapshotsFailed) { snapshots.totals.failed }
         watchTotal(Name.snapshotsDeleted) { snapshots.totals.deleted }
+    }
+
+    /// Reads the clip writer's counters at every scrape.
+    public func watch(clips: ClipWriter) {
+        watchTotal(Name.clipsWritten) { clips.totals.written }
+        watchTotal(Name.clipsDropped) { clips.totals.dropped }
+        watchTotal(Name.clipsFailed) { clips.totals.failed }
+        watchTotal(Name.clipsDeleted) { clips.totals.deleted }
     }
 
     /// A counter fed from a running total another part keeps: each scrape adds what it grew by.

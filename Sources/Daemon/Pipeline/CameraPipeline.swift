@@ -21,6 +21,10 @@ import Video
 /// Snapshots (with a `SnapshotWriter`): when an action's best window changes, the window's
 /// last frame goes to the writer's queue; action events carry the snapshot the writer has on
 /// disk by then (`DaemonEvent.Action.snapshot`).
+///
+/// Clips (with a `ClipWriter` and the `ClipRecorder` the source feeds): each action's end
+/// queues its clip, from the start of its `action.start` window to the end of its last window,
+/// with the rolls; the end event names the file (`DaemonEvent.Action.clip`).
 public final class CameraPipeline: @unchecked Sendable {
     /// Totals since `start`.
     public struct Counters: Sendable, Equatable {
@@ -43,6 +47,11 @@ public final class CameraPipeline: @unchecked Sendable {
     private let metrics: CameraMetrics?
     /// nil: no snapshots.
     private let snapshots: SnapshotWriter?
+    /// nil: no clips.
+    private let clips: (writer: ClipWriter, recorder: ClipRecorder)?
+    /// Start times (window start, seconds since 1970) of the actions in progress; on the
+    /// inference thread only.
+    private var actionStarts: [String: Double] = [:]
 
     private let state = NSCondition()
     private var counters = Counters()
@@ -72,9 +81,11 @@ public final class CameraPipeline: @unchecked Sendable {
     ///   - top: labels listed in each action event.
     ///   - metrics: counted into beside `totals`, when the daemon serves metrics.
     ///   - snapshots: where action snapshots go (nil: none).
+    ///   - clips: where action clips go, and the packet ring `source` feeds (nil: none).
     ///   - emit: receives every event, from the pipeline's threads; must not block for long.
     public init(camera: DaemonConfiguration.Camera, source: CameraSource, engine: InferenceEngine,
                 epoch: String, top: Int = 5, metrics: CameraMetrics? = nil, snapshots: SnapshotWriter? = nil,
+                clips: (writer: ClipWriter, recorder: ClipRecorder)? = nil,
                 emit: @escaping @Sendable (DaemonEvent) -> Void) throws {
         self.camera = camera
         self.source = source
@@ -84,6 +95,7 @@ public final class CameraPipeline: @unchecked Sendable {
         tracker = ActionTracker(camera: camera.id, thresholds: camera.thresholds, top: top, epoch: epoch)
         self.metrics = metrics
         self.snapshots = snapshots
+        self.clips = clips
         if let metrics {
             self.emit = { event in
                 metrics.observe(event)
@@ -337,18 +349,24 @@ public final class CameraPipeline: @unchecked Sendable {
         tracker.finish().forEach(emitAction)
     }
 
-    /// Emits an action event with the snapshot on disk for it, if any.
+    /// Emits an action event with the snapshot on disk for it, if any, and on its end the
+    /// clip queued for it.
     private func emitAction(_ event: DaemonEvent) {
-        guard let snapshots else { return emit(event) }
         switch event {
         case .actionStart(var a):
-            a.snapshot = snapshots.snapshot(for: a.actionID)
+            a.snapshot = snapshots?.snapshot(for: a.actionID)
+            if clips != nil { actionStarts[a.actionID] = a.windowStart }
             emit(.actionStart(a))
         case .actionUpdate(var a):
-            a.snapshot = snapshots.snapshot(for: a.actionID)
+            a.snapshot = snapshots?.snapshot(for: a.actionID)
             emit(.actionUpdate(a))
         case .actionEnd(var a):
-            a.snapshot = snapshots.snapshot(for: a.actionID, ending: true)
+            a.snapshot = snapshots?.snapshot(for: a.actionID, ending: true)
+            if let clips {
+                let start = actionStarts.removeValue(forKey: a.actionID) ?? a.windowStart
+                a.clip = clips.writer.submit(actionID: a.actionID, camera: camera.id, start: start, end: a.windowEnd,
+                                             recorder: clips.recorder)
+            }
             emit(.actionEnd(a))
         default:
             emit(event)

@@ -24,6 +24,7 @@ import Yams
 ///     mqtt: { host: broker.lan, … }       # optional: see `MQTT`
 ///     metrics: { listen: "127.0.0.1:9464" } # optional: see `Metrics`
 ///     snapshots: { quality: 85, … }       # optional: see `Snapshots`
+///     clips: { pre_roll_s: 5, … }         # optional: see `Clips`
 ///
 /// `load(path:)` rejects unknown keys and checks every value; errors name the file and the
 /// field (`ConfigurationError`).
@@ -46,11 +47,13 @@ public struct DaemonConfiguration: Codable, Sendable, Equatable {
     public var metrics: Metrics?
     /// nil: no snapshots.
     public var snapshots: Snapshots?
+    /// nil: no clips.
+    public var clips: Clips?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case model, socket, threads, cameras, history, mqtt, metrics
         case stateDirectory = "state_dir"
-        case snapshots
+        case snapshots, clips
         case statsIntervalSeconds = "stats_interval_s", shutdownTimeoutSeconds = "shutdown_timeout_s"
     }
 
@@ -195,6 +198,7 @@ extension DaemonConfiguration {
         mqtt = try c.decodeIfPresent(MQTT.self, forKey: .mqtt)
         metrics = try c.decodeIfPresent(Metrics.self, forKey: .metrics)
         snapshots = try c.decodeIfPresent(Snapshots.self, forKey: .snapshots)
+        clips = try c.decodeIfPresent(Clips.self, forKey: .clips)
     }
 }
 

@@ -15,8 +15,12 @@ public final class FileFrameSource: CameraSource, @unchecked Sendable {
     private let control = SourceControl()
     public var fps: Double { control.fps }
 
-    public init(path: String, loop: Bool = false, realTime: Bool = true, batch: Int = 4) {
+    /// Receives the file's packets, for clips (nil: none kept).
+    let clips: ClipRecorder?
+
+    public init(path: String, loop: Bool = false, realTime: Bool = true, batch: Int = 4, clips: ClipRecorder? = nil) {
         precondition(batch >= 1, "FileFrameSource: batch \(batch)")
+        self.clips = clips
         self.path = path
         self.loop = loop
         self.realTime = realTime
@@ -26,13 +30,15 @@ public final class FileFrameSource: CameraSource, @unchecked Sendable {
     public func start(onFrame: @escaping @Sendable (CapturedFrame) -> Void,
                       onStatus: @escaping @Sendable (CameraSourceStatus) -> Void,
                       onEnd: @escaping @Sendable (CameraSourceEnd) -> Void) throws {
-        let video = try VideoFile(path: path)
+        let video = try open()
         control.markStarted("FileFrameSource \(path)")
         control.fps = video.fps
         let box = UncheckedBox(video)
         let thread = Thread { [self] in
             onStatus(.online)
-            onEnd(self.run(box.value, onFrame: onFrame))
+            let end = self.run(box.value, onFrame: onFrame)
+            self.clips?.end()
+            onEnd(end)
         }
         thread.name = "m2clip.file-source"
         thread.start()
@@ -40,6 +46,15 @@ public final class FileFrameSource: CameraSource, @unchecked Sendable {
 
     public func stop() {
         control.stop()
+    }
+
+    /// The file, from its start, its packets going to `clips` on a new timeline.
+    private func open() throws -> VideoFile {
+        guard let clips else { return try VideoFile(path: path) }
+        clips.begin()
+        let video = try VideoFile(path: path, packets: { clips.add($0) })
+        if let stream = video.encodedStream { clips.attach(stream) }
+        return video
     }
 
     /// The capture loop; returns why it ended.
@@ -65,8 +80,9 @@ public final class FileFrameSource: CameraSource, @unchecked Sendable {
                     if control.isStopping { return .stopped }
                     let now = MonotonicClock.now()
                     if origin == nil { origin = now }
-                    onFrame(CapturedFrame(image: frame, sequence: sequence, wallClock: MonotonicClock.wallNow(),
-                                          monotonic: now))
+                    let wallClock = MonotonicClock.wallNow()
+                    clips?.note(streamTime: video.originSeconds + frame.timestamp, wallClock: wallClock)
+                    onFrame(CapturedFrame(image: frame, sequence: sequence, wallClock: wallClock, monotonic: now))
                     sequence += 1
                     deliveredThisPass += 1
                 }
@@ -75,7 +91,7 @@ public final class FileFrameSource: CameraSource, @unchecked Sendable {
             guard loop else { return .endOfStream }
             guard deliveredThisPass > 0 else { return .failed("video \(path): no frame decodes") }
             do {
-                video = try VideoFile(path: path)
+                video = try open()
             } catch {
                 return .failed("\(error)")
             }

@@ -15,6 +15,9 @@ import Video
 /// fails is reported the same way. `stop()` aborts a blocked connect or read through the
 /// stream's interrupt callback, so the thread ends with `onEnd(.stopped)` promptly.
 ///
+/// With `clips`, each connection's packets go to the ring on a timeline of their own (`begin`
+/// per connection); a stream that is not H.264 is refused there, so its clips fail saying why.
+///
 /// Messages carry `redactedURL`: the URL's credentials never reach a log.
 public final class StreamFrameSource: CameraSource, @unchecked Sendable {
     /// The URL without `user:password@`, for messages.
@@ -26,18 +29,21 @@ public final class StreamFrameSource: CameraSource, @unchecked Sendable {
     public let reconnectDelays: [Double]
 
     private let url: String
+    /// Receives each connection's packets, for clips (nil: none kept).
+    let clips: ClipRecorder?
     private let cancellation = StreamCancellation()
     private let control = SourceControl()
     public var fps: Double { control.fps }
 
     public init(url: String, openTimeout: Double = 10, readTimeout: Double = 5,
-                reconnectDelays: [Double] = [0.5, 1, 2, 4, 8]) {
+                reconnectDelays: [Double] = [0.5, 1, 2, 4, 8], clips: ClipRecorder? = nil) {
         let redacted = StreamURL.redacting(url)
         precondition(openTimeout > 0 && readTimeout > 0,
                      "StreamFrameSource \(redacted): timeouts \(openTimeout) s, \(readTimeout) s")
         precondition(!reconnectDelays.isEmpty && reconnectDelays.allSatisfy { $0 >= 0 && $0.isFinite },
                      "StreamFrameSource \(redacted): reconnect delays \(reconnectDelays)")
         self.url = url
+        self.clips = clips
         redactedURL = redacted
         self.openTimeout = openTimeout
         self.readTimeout = readTimeout
@@ -52,6 +58,7 @@ public final class StreamFrameSource: CameraSource, @unchecked Sendable {
         control.markStarted("StreamFrameSource \(redactedURL)")
         let thread = Thread { [self] in
             run(address, onFrame: onFrame, onStatus: onStatus)
+            clips?.end()
             onEnd(.stopped)
         }
         thread.name = "m2clip.stream-source"
@@ -73,8 +80,16 @@ public final class StreamFrameSource: CameraSource, @unchecked Sendable {
         while !isStopping {
             let reason: String
             do {
+                clips?.begin()
                 let stream = try NetworkStream(url: address, openTimeout: openTimeout, readTimeout: readTimeout,
-                                               cancellation: cancellation)
+                                               cancellation: cancellation, packets: clips.map { ring in { ring.add($0) } })
+                if let clips {
+                    if stream.codecName == "h264", let parameters = stream.encodedStream {
+                        clips.attach(parameters)
+                    } else {
+                        clips.refuse("the stream's video is \(stream.codecName); clips are stream copies of H.264")
+                    }
+                }
                 control.fps = stream.fps
                 onStatus(.online)
                 offline = false
@@ -113,8 +128,9 @@ public final class StreamFrameSource: CameraSource, @unchecked Sendable {
             if isStopping { return ("stopped", delivered) }
             if base + image.index <= last { base = last + 1 - image.index }
             last = base + image.index
-            onFrame(CapturedFrame(image: image, sequence: last, wallClock: MonotonicClock.wallNow(),
-                                  monotonic: MonotonicClock.now()))
+            let wallClock = MonotonicClock.wallNow()
+            clips?.note(streamTime: stream.originSeconds + image.timestamp, wallClock: wallClock)
+            onFrame(CapturedFrame(image: image, sequence: last, wallClock: wallClock, monotonic: MonotonicClock.now()))
             delivered = true
         }
     }

@@ -75,3 +75,32 @@ enum SnapshotRetention {
         return (deleted, remaining)
     }
 }
+
+/// A writer's directory under retention (snapshots, clips): the bytes written there and the
+/// pruning by `maxAge` seconds and `maxBytes`. Used on the writer's thread only.
+struct RetainedDirectory {
+    let directory: String
+    let maxAge: Double
+    let maxBytes: Int64
+    /// Bytes of the files there, as of the last prune plus what was written since.
+    private(set) var bytes: Int64 = 0
+
+    init(directory: String, retentionDays: Double, maxBytes: Int64) {
+        self.directory = directory
+        maxAge = retentionDays * 86_400
+        self.maxBytes = maxBytes
+    }
+
+    var isOverBudget: Bool { bytes > maxBytes }
+
+    /// A file grew (or was replaced) by `delta` bytes.
+    mutating func wrote(_ delta: Int64) { bytes += delta }
+
+    /// `SnapshotRetention.prune` now; returns how many files went.
+    mutating func prune(log: (Logger.Level, String) -> Void) -> Int {
+        let result = SnapshotRetention.prune(directory, now: Date().timeIntervalSince1970, maxAge: maxAge,
+                                             maxBytes: maxBytes, log: log)
+        bytes = result.remaining
+        return result.deleted
+    }
+}

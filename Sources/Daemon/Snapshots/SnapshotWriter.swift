@@ -62,7 +62,8 @@ public final class SnapshotWriter: @unchecked Sendable {
     /// Actions whose end was announced while a job of theirs was queued or being written.
     private var ended: Set<String> = []
     private var counters = Counters()
-    private var bytesOnDisk: Int64 = 0
+    /// On the writer's thread only.
+    private var retained: RetainedDirectory
     private var stopping = false
     private var finished = false
     private var started = false
@@ -79,6 +80,8 @@ public final class SnapshotWriter: @unchecked Sendable {
         self.directory = directory
         self.capacity = capacity
         self.retentionInterval = retentionInterval
+        retained = RetainedDirectory(directory: directory, retentionDays: configuration.retentionDays,
+                                     maxBytes: configuration.maxBytes)
         self.fileSystem = fileSystem
         self.log = log
         self.written = written
@@ -160,12 +163,15 @@ public final class SnapshotWriter: @unchecked Sendable {
     /// `<directory>/<camera>/<YYYY-MM-DD>/<action_id>.jpg`, names made safe as one path
     /// component each.
     public func path(for job: Job) -> String {
-        let day = Date(timeIntervalSince1970: job.frameTime)
+        "\(directory)/\(Self.component(job.camera))/\(Self.day(job.frameTime))/\(Self.component(job.actionID)).jpg"
+    }
+
+    /// `YYYY-MM-DD`, the UTC day of `time` (seconds since 1970).
+    static func day(_ time: Double) -> String {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC")!
-        let parts = calendar.dateComponents([.year, .month, .day], from: day)
-        let date = String(format: "%04d-%02d-%02d", parts.year ?? 1970, parts.month ?? 1, parts.day ?? 1)
-        return "\(directory)/\(Self.component(job.camera))/\(date)/\(Self.component(job.actionID)).jpg"
+        let parts = calendar.dateComponents([.year, .month, .day], from: Date(timeIntervalSince1970: time))
+        return String(format: "%04d-%02d-%02d", parts.year ?? 1970, parts.month ?? 1, parts.day ?? 1)
     }
 
     /// `name` as one file name: `/`, control characters and a leading dot become `_`.
@@ -197,13 +203,12 @@ public final class SnapshotWriter: @unchecked Sendable {
             }
             if let job {
                 write(job, encoder)
-                let over = lock.withLock { () -> Bool in
+                lock.withLock {
                     busy = nil
                     ended.remove(job.actionID)
                     lock.broadcast()
-                    return bytesOnDisk > configuration.maxBytes
                 }
-                if over { prune() }
+                if retained.isOverBudget { prune() }
             } else if lock.withLock({ stopping }) {
                 lock.withLock {
                     finished = true
@@ -228,9 +233,9 @@ public final class SnapshotWriter: @unchecked Sendable {
             let previous = (attributes?[.size] as? NSNumber)?.int64Value ?? 0
             try fileSystem.writeAtomically(jpeg, to: path)
             let snapshot = DaemonEvent.Snapshot(path: path, frameTime: job.frameTime, score: job.score)
+            retained.wrote(Int64(jpeg.count) - previous)
             lock.withLock {
                 counters.written += 1
-                bytesOnDisk += Int64(jpeg.count) - previous
                 if !ended.contains(job.actionID) { latest[job.actionID] = snapshot }
             }
             written(job, snapshot, jpeg)
@@ -241,12 +246,7 @@ public final class SnapshotWriter: @unchecked Sendable {
     }
 
     private func prune() {
-        let result = SnapshotRetention.prune(directory, now: Date().timeIntervalSince1970,
-                                             maxAge: configuration.retentionDays * 86_400,
-                                             maxBytes: configuration.maxBytes, log: log)
-        lock.withLock {
-            counters.deleted += result.deleted
-            bytesOnDisk = result.remaining
-        }
+        let deleted = retained.prune(log: log)
+        lock.withLock { counters.deleted += deleted }
     }
 }
