@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The concurrent and memory-handling parts of the suite under ThreadSanitizer and
 # AddressSanitizer (issue 11): kernels and the thread pool, the event bus and socket server,
-# camera pipelines and sources, event history, snapshots, metrics, MQTT, logging, the trainer's
+# camera pipelines and sources, event history, snapshots, clips, metrics, MQTT, logging, the trainer's
 # loader and runs. Each sanitizer builds into its own
 # folder (.build-tsan, .build-asan); any report fails the run.
 #   scripts/test-sanitizers.sh [thread|address ...]    default: both
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-suites='KernelTests|RuntimeTests|OpsTests|EventBusTests|SocketServerTests|ConfigTests|PipelineTests|V4L2SourceTests|StreamFrameSourceTests|HistoryTests|SnapshotWriterTests|SnapshotPipelineTests|MetricsTests|MQTTTests|MQTTPublisherTests|LoggingTests|ClipLoaderTests|ClipListTests|TrainerTests|FuzzCorpusTests'
+suites='KernelTests|RuntimeTests|OpsTests|EventBusTests|SocketServerTests|ConfigTests|PipelineTests|V4L2SourceTests|StreamFrameSourceTests|HistoryTests|SnapshotWriterTests|SnapshotPipelineTests|ClipRecorderTests|ClipWriterTests|MP4MuxerTests|ClipPipelineTests|MetricsTests|MQTTTests|MQTTPublisherTests|LoggingTests|ClipLoaderTests|ClipListTests|TrainerTests|FuzzCorpusTests'
 sanitizers=("$@")
 ((${#sanitizers[@]})) || sanitizers=(thread address)
 
