@@ -24,15 +24,7 @@ public final class ClipWriter: @unchecked Sendable {
         var recorder: ClipRecorder
     }
 
-    public struct Counters: Codable, Sendable, Equatable {
-        public var written = 0
-        /// Clips dropped because the queue was full.
-        public var dropped = 0
-        /// Clips that could not be written (nothing buffered, mux or disk failure).
-        public var failed = 0
-        /// Files retention deleted.
-        public var deleted = 0
-    }
+    public typealias Counters = RetainedFileCounters
 
     /// What the writer has put on disk, for tests and logs.
     struct Written: Equatable {
@@ -204,8 +196,6 @@ public final class ClipWriter: @unchecked Sendable {
             }
             let mp4 = try MP4Muxer.mux(stretch.stream, packets: stretch.packets,
                                        limit: job.recorder.maxBytes + job.recorder.maxBytes / 8 + (1 << 20))
-            try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: job.path).deletingLastPathComponent().path,
-                                                    withIntermediateDirectories: true)
             try fileSystem.writeAtomically(mp4, to: job.path)
             retained.wrote(Int64(mp4.count))
             lock.withLock { counters.written += 1 }

@@ -114,18 +114,22 @@ public final class DaemonMetrics: @unchecked Sendable {
 
     /// Reads the snapshot writer's counters at every scrape.
     public func watch(snapshots: SnapshotWriter) {
-        watchTotal(Name.snapshotsWritten) { snapshots.totals.written }
-        watchTotal(Name.snapshotsDropped) { snapshots.totals.dropped }
-        watchTotal(Name.snapshotsFailed) { snapshots.totals.failed }
-        watchTotal(Name.snapshotsDeleted) { snapshots.totals.deleted }
+        watch(files: { snapshots.totals }, written: Name.snapshotsWritten, dropped: Name.snapshotsDropped,
+              failed: Name.snapshotsFailed, deleted: Name.snapshotsDeleted)
     }
 
     /// Reads the clip writer's counters at every scrape.
     public func watch(clips: ClipWriter) {
-        watchTotal(Name.clipsWritten) { clips.totals.written }
-        watchTotal(Name.clipsDropped) { clips.totals.dropped }
-        watchTotal(Name.clipsFailed) { clips.totals.failed }
-        watchTotal(Name.clipsDeleted) { clips.totals.deleted }
+        watch(files: { clips.totals }, written: Name.clipsWritten, dropped: Name.clipsDropped,
+              failed: Name.clipsFailed, deleted: Name.clipsDeleted)
+    }
+
+    private func watch(files: @escaping @Sendable () -> RetainedFileCounters,
+                       written: String, dropped: String, failed: String, deleted: String) {
+        watchTotal(written) { files().written }
+        watchTotal(dropped) { files().dropped }
+        watchTotal(failed) { files().failed }
+        watchTotal(deleted) { files().deleted }
     }
 
     /// A counter fed from a running total another part keeps: each scrape adds what it grew by.

@@ -34,9 +34,12 @@ struct SnapshotFileSystem: Sendable {
     }
 
     /// Writes `bytes` to `path` so that readers see the old file or the whole new one, never
-    /// part: a temporary file, fsync, rename over `path`, fsync of the directory. On failure
-    /// the temporary file is removed and `path` is left as it was.
+    /// part: a temporary file, fsync, rename over `path`, fsync of the directory (created,
+    /// with its parents, when missing). On failure the temporary file is removed and `path` is
+    /// left as it was.
     func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+        try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
+                                                withIntermediateDirectories: true)
         let temporary = Self.temporaryPath(for: path)
         func failure(_ call: String) -> SnapshotWriteError { SnapshotWriteError(call: call, path: path, code: errno) }
         func retrying(_ call: String, _ body: () -> Int) throws -> Int {

@@ -78,6 +78,22 @@ enum SnapshotRetention {
 
 /// A writer's directory under retention (snapshots, clips): the bytes written there and the
 /// pruning by `maxAge` seconds and `maxBytes`. Used on the writer's thread only.
+/// What a writer of retained files (snapshots, clips) did, for the stats event and metrics.
+public struct RetainedFileCounters: Codable, Sendable, Equatable {
+    /// Files written (a replaced version counts again).
+    public var written = 0
+    /// Files dropped because the writer's queue was full.
+    public var dropped = 0
+    /// Files that could not be made or written (nothing to write, encode, mux or disk failure).
+    public var failed = 0
+    /// Files retention deleted.
+    public var deleted = 0
+
+    public init(written: Int = 0, dropped: Int = 0, failed: Int = 0, deleted: Int = 0) {
+        self.written = written; self.dropped = dropped; self.failed = failed; self.deleted = deleted
+    }
+}
+
 struct RetainedDirectory {
     let directory: String
     let maxAge: Double

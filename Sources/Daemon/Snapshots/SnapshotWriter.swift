@@ -34,16 +34,7 @@ public final class SnapshotWriter: @unchecked Sendable {
         }
     }
 
-    public struct Counters: Codable, Sendable, Equatable {
-        /// Files written (a replaced version counts again).
-        public var written = 0
-        /// Jobs dropped because the queue was full.
-        public var dropped = 0
-        /// Encodes or writes that failed (full disk, I/O error).
-        public var failed = 0
-        /// Files retention deleted.
-        public var deleted = 0
-    }
+    public typealias Counters = RetainedFileCounters
 
     public let configuration: DaemonConfiguration.Snapshots
     /// `<state_dir>/snapshots`.
@@ -227,8 +218,6 @@ public final class SnapshotWriter: @unchecked Sendable {
         let path = path(for: job)
         do {
             let jpeg = try encoder.encode(job.frame)
-            try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
-                                                    withIntermediateDirectories: true)
             let attributes = try? FileManager.default.attributesOfItem(atPath: path)
             let previous = (attributes?[.size] as? NSNumber)?.int64Value ?? 0
             try fileSystem.writeAtomically(jpeg, to: path)
