@@ -84,10 +84,11 @@ status=$?
 why="exit $status; old file $( [[ $(sha "$disk/model.m2c") == "$old" ]] && echo intact || echo CHANGED ); $(leftovers "$disk") temp files left"
 if ((status != 0)) && [[ $(sha "$disk/model.m2c") == "$old" && $(leftovers "$disk") == 0 && $out == *"$disk/"* ]] &&
     [[ $out == *"No space left on device"* || $out == *"too large"* ]]; then
-    row "model file, disk full ($fill_mode): \`m2clip convert\` over an existing model" "error names the file and the cause; old model byte for byte; no temp file" "pass ($why)"
+    result="pass ($why)"
 else
-    row "model file, disk full ($fill_mode): \`m2clip convert\` over an existing model" "error names the file and the cause; old model byte for byte; no temp file" "FAIL ($why: $out)"
+    result="FAIL ($why: $out)"
 fi
+row "model file, disk full ($fill_mode): \`m2clip convert\` over an existing model" "error names the file and the cause; old model byte for byte; no temp file" "$result"
 
 # --- 2. int8 model file, disk full: quantize with room for half of its output.
 disk=$work/disk2
@@ -96,10 +97,11 @@ out=$(limited $((int8_size / 2)) quantize "$work/a.m2c" --to int8 --out "$disk/a
 status=$?
 why="exit $status; $(ls -A "$disk" | wc -l) files left"
 if ((status != 0)) && [[ -z $(ls -A "$disk") && $out == *"$disk/a8.m2c"* ]]; then
-    row "int8 model file, disk full ($fill_mode): \`m2clip quantize\`" "error names the file; nothing half-written left" "pass ($why)"
+    result="pass ($why)"
 else
-    row "int8 model file, disk full ($fill_mode): \`m2clip quantize\`" "error names the file; nothing half-written left" "FAIL ($why: $out)"
+    result="FAIL ($why: $out)"
 fi
+row "int8 model file, disk full ($fill_mode): \`m2clip quantize\`" "error names the file; nothing half-written left" "$result"
 
 # --- 3. Model file, kill -9 at random points of a convert over an existing model.
 dir=$work/kill3
@@ -126,10 +128,11 @@ for ((k = 0; k < kills; k++)); do
 done
 why="$kills kills: $outcomes_old old, $outcomes_new new, $torn torn; $left left a temp file, the next run removed and named $said"
 if ((torn == 0 && said == left)); then
-    row "model file, kill -9 during \`m2clip convert\`" "the file is the old or the new one (sha256), never torn; the next write removes the partial temp file and says so" "pass ($why)"
+    result="pass ($why)"
 else
-    row "model file, kill -9 during \`m2clip convert\`" "the file is the old or the new one (sha256), never torn; the next write removes the partial temp file and says so" "FAIL ($why)"
+    result="FAIL ($why)"
 fi
+row "model file, kill -9 during \`m2clip convert\`" "the file is the old or the new one (sha256), never torn; the next write removes the partial temp file and says so" "$result"
 
 # --- 4. Training, disk full at the first epoch end: room for the run's checkpoint, not its model.
 train=(train --model "$work/a.m2c" --train "$work/train" --epochs 2 --batch 2 --threads 2 --workers 1 --json)
@@ -149,10 +152,11 @@ loads=$("$m2clip" inspect "$disk/run/model.m2c" >/dev/null 2>&1 && echo loads ||
 why="exit $status at ${failed_at:-?}; $left_now temp files; resume exit $rstatus ($(grep -o 'resuming at epoch [0-9]*' <<<"$resumed" | head -1 || echo 'no resume line')); model.m2c $loads"
 if ((status != 0 && rstatus == 0)) && [[ -n $failed_at && $left_now == 0 && $loads == loads ]] &&
     [[ $out == *"No space left on device"* || $out == *"too large"* ]]; then
-    row "training, disk full ($fill_mode) at an epoch end" "error names the file; checkpoint kept, no temp file; \`--resume\` with room finishes and the model loads" "pass ($why)"
+    result="pass ($why)"
 else
-    row "training, disk full ($fill_mode) at an epoch end" "error names the file; checkpoint kept, no temp file; \`--resume\` with room finishes and the model loads" "FAIL ($why: $(tail -n 3 <<<"$out$resumed"))"
+    result="FAIL ($why: $(tail -n 3 <<<"$out$resumed"))"
 fi
+row "training, disk full ($fill_mode) at an epoch end" "error names the file; checkpoint kept, no temp file; \`--resume\` with room finishes and the model loads" "$result"
 
 # --- 5. Training, kill -9 at random points; then --resume (or a fresh start) must finish.
 start=$(date +%s%N)
@@ -182,10 +186,11 @@ for ((k = 0; k < kills; k++)); do
 done
 why="$kills kills: $resumes resumed from the checkpoint, $fresh started over (killed before the first checkpoint); $finished finished with a model that loads; $notes runs removed a partial temp file and said so"
 if ((finished == kills && resumes + fresh == kills)); then
-    row "training, kill -9 at a random point" "\`--resume\` says where it resumes (or the run starts over), finishes, the model loads, no temp file left" "pass ($why)"
+    result="pass ($why)"
 else
-    row "training, kill -9 at a random point" "\`--resume\` says where it resumes (or the run starts over), finishes, the model loads, no temp file left" "FAIL ($why)"
+    result="FAIL ($why)"
 fi
+row "training, kill -9 at a random point" "\`--resume\` says where it resumes (or the run starts over), finishes, the model loads, no temp file left" "$result"
 
 # --- 6. m2clipd with history and snapshots on a state directory that fills up.
 m2clipd=$bin/m2clipd
@@ -256,10 +261,11 @@ if [[ $fill_mode == tmpfs ]]; then
     why="events went on while full ($before -> $after action events in the last 5 s), exit $status, $full disk-full messages; database: $db; snapshots (files, not decoding, temp): $jpegs; next start: ${found:-nothing said}"
     read -r jn jbad jtmp <<<"$jpegs"
     if ((status == 0 && after > before && full > 0 && jbad == 0 && jtmp == 0)) && [[ $db == "ok "* && -n $found ]]; then
-        row "m2clipd history + snapshots, state directory full (tmpfs)" "capture and delivery go on; the errors name the file; SQLite integrity_check ok; every snapshot decodes, no temp file; the next start reports the history" "pass ($why)"
+        result="pass ($why)"
     else
-        row "m2clipd history + snapshots, state directory full (tmpfs)" "capture and delivery go on; the errors name the file; SQLite integrity_check ok; every snapshot decodes, no temp file; the next start reports the history" "FAIL ($why; log: $(tail -n 3 "$dir/daemon.log"))"
+        result="FAIL ($why; log: $(tail -n 3 "$dir/daemon.log"))"
     fi
+    row "m2clipd history + snapshots, state directory full (tmpfs)" "capture and delivery go on; the errors name the file; SQLite integrity_check ok; every snapshot decodes, no temp file; the next start reports the history" "$result"
 else
     row "m2clipd history + snapshots, state directory full" "needs a tmpfs mount (refused here); the file-size-limit case is in HistoryProcessTests and DaemonProcessTests" "pass (skipped: no tmpfs)"
 fi
@@ -282,10 +288,11 @@ for ((k = 0; k < kills; k++)); do
 done
 why="$kills kills: $received_total lines received by subscribers, $missing_total missing from the database; $bad_db databases failing integrity_check; $bad_jpeg snapshots that do not decode"
 if ((missing_total == 0 && bad_db == 0 && bad_jpeg == 0 && received_total > 0)); then
-    row "m2clipd kill -9 under event load" "every event line a subscriber received is in events.sqlite byte for byte; integrity_check ok; every snapshot decodes" "pass ($why)"
+    result="pass ($why)"
 else
-    row "m2clipd kill -9 under event load" "every event line a subscriber received is in events.sqlite byte for byte; integrity_check ok; every snapshot decodes" "FAIL ($why)"
+    result="FAIL ($why)"
 fi
+row "m2clipd kill -9 under event load" "every event line a subscriber received is in events.sqlite byte for byte; integrity_check ok; every snapshot decodes" "$result"
 
 echo
 echo "| case | what was checked | result |"
