@@ -63,6 +63,21 @@ public final class EncodedStreamParameters: @unchecked Sendable {
         codecName = String(cString: avcodec_get_name(parameters.pointee.codec_id))
     }
 
+    /// The parameters of an opened encoder's stream (avcodec_parameters_from_context), its
+    /// time base the encoder's; no display matrix (encoded frames are upright).
+    init?(context: UnsafeMutablePointer<AVCodecContext>) {
+        guard let parameters = avcodec_parameters_alloc() else { return nil }
+        guard avcodec_parameters_from_context(parameters, context) >= 0 else {
+            var p: UnsafeMutablePointer<AVCodecParameters>? = parameters
+            avcodec_parameters_free(&p)
+            return nil
+        }
+        self.parameters = parameters
+        timeBase = context.pointee.time_base
+        displayMatrix = []
+        codecName = String(cString: avcodec_get_name(parameters.pointee.codec_id))
+    }
+
     deinit {
         var p: UnsafeMutablePointer<AVCodecParameters>? = parameters
         avcodec_parameters_free(&p)

@@ -17,7 +17,7 @@ public final class JPEGEncoder {
     public let quality: Int
     /// Frames wider than this are scaled down; nil: full size.
     public let maxWidth: Int?
-    private var scaler: OpaquePointer? = nil
+    private let scaler = RGBScaler(flags: SWS_BICUBIC)
 
     public init(quality: Int = 85, maxWidth: Int? = nil) {
         precondition((1...100).contains(quality), "JPEG quality \(quality) is not in 1...100")
@@ -25,8 +25,6 @@ public final class JPEGEncoder {
         self.maxWidth = maxWidth
         _ = ffmpegLogLevel
     }
-
-    deinit { sws_freeContext(scaler) }
 
     /// The MJPEG quantiser for `quality`: 100 → 2 (the CLI's best usual setting), 1 → 31.
     static func quantiser(quality: Int) -> Int32 {
@@ -83,25 +81,10 @@ public final class JPEGEncoder {
         return Array(UnsafeBufferPointer(start: data, count: Int(packet.pointee.size)))
     }
 
-    /// RGB24 → yuvj420p at `yuv`'s size (sws_scale with SWS_BICUBIC; BT.601 full range out).
+    /// RGB24 → yuvj420p at `yuv`'s size (SWS_BICUBIC; BT.601 full range out).
     private func convert(_ frame: RGBFrame, into yuv: UnsafeMutablePointer<AVFrame>) throws {
-        scaler = sws_getCachedContext(scaler, Int32(frame.width), Int32(frame.height), AV_PIX_FMT_RGB24,
-                                      yuv.pointee.width, yuv.pointee.height, AV_PIX_FMT_YUVJ420P,
-                                      SWS_BICUBIC, nil, nil, nil)
-        guard let scaler else { throw JPEGEncoderError(message: "no RGB → yuvj420p conversion") }
-        var ownedRGB = av_frame_alloc()
-        defer { av_frame_free(&ownedRGB) }
-        guard let rgb = ownedRGB else { throw JPEGEncoderError(message: "out of memory") }
-        let scaled = frame.rgb.withUnsafeBufferPointer { bytes -> Int32 in
-            rgb.pointee.width = Int32(frame.width)
-            rgb.pointee.height = Int32(frame.height)
-            rgb.pointee.format = AV_PIX_FMT_RGB24.rawValue
-            // The frame borrows the array's bytes for the one sws_scale call; nothing frees them.
-            rgb.pointee.data.0 = UnsafeMutablePointer(mutating: bytes.baseAddress)
-            rgb.pointee.linesize.0 = Int32(frame.width * 3)
-            defer { rgb.pointee.data.0 = nil }
-            return m2ff_scale_frame(scaler, rgb, yuv)
+        guard scaler.scale(frame, into: yuv) else {
+            throw JPEGEncoderError(message: "converting \(frame.width)x\(frame.height) RGB to yuvj420p failed")
         }
-        guard scaled > 0 else { throw JPEGEncoderError(message: "converting \(frame.width)x\(frame.height) RGB failed") }
     }
 }
