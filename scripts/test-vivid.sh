@@ -38,7 +38,7 @@ scenario=("$root/Tests/Vivid/scenario.sh")
 (($#)) && scenario=("$(realpath "$1")" "${@:2}")
 "$tool" --timeout "${VIVID_TIMEOUT:-300}" "${copies[@]}" \
     --exe "$bin/m2clipd:/usr/local/bin/m2clipd" --exe "$bin/m2clip:/usr/local/bin/m2clip" \
-    --exe "$(command -v v4l2-ctl):/usr/local/bin/v4l2-ctl" \
+    --exe "$(command -v v4l2-ctl):/usr/local/bin/v4l2-ctl" --exe "$(command -v ffprobe):/usr/local/bin/ffprobe" \
     --vivid-opts "n_devs=1 node_types=0x1 num_inputs=1 input_types=0x0" \
     -- "${scenario[0]}" "$work" "$video" "${scenario[@]:1}" || status=$?
 status=${status:-0}

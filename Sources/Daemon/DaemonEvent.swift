@@ -59,8 +59,9 @@ public enum DaemonEvent: Sendable, Equatable {
         }
     }
 
-    /// An action's MP4 clip: the camera's own H.264 packets (stream copy) from the keyframe at
-    /// or before `startTime` to `endTime`, or to where the source stopped.
+    /// An action's MP4 clip: the camera's own H.264 packets (stream copy), or H.264 encoded
+    /// from its frames (other sources), from the keyframe at or before `startTime` to
+    /// `endTime`, or to where the source stopped.
     public struct Clip: Codable, Sendable, Equatable {
         /// Absolute path under `<state_dir>/clips`; the file appears there, whole, after the
         /// post-roll (`stats.clips` counts the ones that could not be written).

@@ -176,14 +176,14 @@ public final class DaemonRuntime: @unchecked Sendable {
     private func startPipelines() throws {
         let built = try configuration.cameras.map { camera -> CameraPipeline in
             let source: CameraSource
-            // Validation let clips cover only H.264 files and network streams.
             let recorder = clips.flatMap { $0.configuration.covers(camera.id) ? $0.recorder(camera: camera.id) : nil }
             switch camera.source {
             case .file(let path, let loop):
                 source = FileFrameSource(path: path, loop: loop, clips: recorder)
             case .v4l2(let device, let width, let height, let fps, let format):
                 source = V4L2CameraSource(device: device, request: .init(
-                    width: width, height: height, fps: fps, format: format.flatMap(V4L2PixelFormat.init(rawValue:))))
+                    width: width, height: height, fps: fps, format: format.flatMap(V4L2PixelFormat.init(rawValue:))),
+                    clips: recorder)
             case .url(let url):
                 source = StreamFrameSource(url: url, clips: recorder)
             }

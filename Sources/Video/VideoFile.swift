@@ -195,15 +195,6 @@ public final class VideoFile: FrameSource {
     }
 }
 
-extension VideoFile {
-    /// FFmpeg's name for the codec of the file's video stream ("h264", "vp8", ...), from the
-    /// container's headers, without decoding; throws `VideoError` as `init` does.
-    public static func codecName(path: String) throws -> String {
-        let input = try FFmpegInput(path: path)
-        return String(cString: avcodec_get_name(input.stream.pointee.codecpar.pointee.codec_id))
-    }
-}
-
 /// An AVFrame owned by Swift, with the timestamp the decoder assigned it.
 final class DecodedFrame {
     let frame: UnsafeMutablePointer<AVFrame>

@@ -52,7 +52,7 @@ private final class WrittenClips: @unchecked Sendable {
         ring.attach(stream)
         for packet in all.dropFirst() { ring.add(packet) } // no keyframe until 0.667 s: skipped
         for packet in all.prefix(20) { ring.add(packet) }  // read again: ignored
-        ring.note(streamTime: 0, wallClock: 1_000)
+        ring.deliver(wallClock: 1_000, streamTime: 0) { nil }
         // Keyframes at 0, 0.667, 1.333 s; the last packet is at 1.933 s: more than 1 s after
         // 0.667, so the ring holds 1.333 s on.
         let held = try #require(ring.extract(from: 0, to: 10_000))
@@ -65,7 +65,7 @@ private final class WrittenClips: @unchecked Sendable {
         small.begin()
         small.attach(stream)
         all.forEach(small.add)
-        small.note(streamTime: 0, wallClock: 0)
+        small.deliver(wallClock: 0, streamTime: 0) { nil }
         #expect(small.bytes <= small.maxBytes)
         #expect(small.extract(from: 0, to: 100)?.packets.first?.time == all[20].time)
     }
@@ -79,7 +79,7 @@ private final class WrittenClips: @unchecked Sendable {
         ring.begin()
         ring.attach(stream)
         all.forEach(ring.add)
-        ring.note(streamTime: 0, wallClock: 100)
+        ring.deliver(wallClock: 100, streamTime: 0) { nil }
         let middle = try #require(ring.extract(from: 100.9, to: 101.2))
         #expect(middle.packets.first?.time == all[10].time) // keyframe at 0.667 s
         // Every frame presented by 1.2 s is in it, and it ends with one of them (packets
@@ -91,9 +91,85 @@ private final class WrittenClips: @unchecked Sendable {
         ring.begin() // the file loops: a new stream clock
         ring.attach(stream)
         all.prefix(5).forEach(ring.add)
-        ring.note(streamTime: 0, wallClock: 102)
+        ring.deliver(wallClock: 102, streamTime: 0) { nil }
         #expect(ring.extract(from: 100.9, to: 101.2)?.packets.count == middle.packets.count)
         #expect(ring.extract(from: 102, to: 102.2)?.start == 102)
+    }
+}
+
+@Suite struct ClipEncodingTests {
+    static let vp8 = CameraPipelineTests.videos.appendingPathComponent("vp8.webm").path // 320x240, 15 fps, 2 s
+
+    /// A pass without H.264 packets (here a VP8 file, decoded): its frames, offered at 30 fps of
+    /// capture time, are encoded at 15 fps, stamped with their capture times; the ring's stretch
+    /// muxes into an H.264 MP4 whose frames are those offered (each closer to its own source
+    /// frame than to its neighbours).
+    @Test func framesAreEncodedAtTheClipRate() throws {
+        let frames = try VideoFile(path: Self.vp8).frames(at: Array(0..<30))
+        // A queue for every frame: offered in a burst, none waits for the encoder.
+        let ring = ClipRecorder(camera: "c", maxSeconds: 100, maxBytes: 1 << 24, encodeFPS: 15, encodeQueue: 64)
+        ring.begin()
+        ring.attach(try VideoFile(path: Self.vp8).encodedStream) // vp8: encoded
+        #expect(ring.currentMode == .encode)
+        var asked = 0
+        for (i, frame) in frames.enumerated() {
+            // Each file frame twice, 1/30 s apart: every other one is taken.
+            for half in 0..<2 {
+                ring.deliver(wallClock: 500 + Double(2 * i + half) / 30, streamTime: nil) {
+                    asked += 1
+                    return frame
+                }
+            }
+        }
+        ring.end()
+        #expect(asked == 30 && ring.droppedFrames == 0)
+        let stretch = try #require(ring.extract(from: 0, to: 1_000))
+        #expect(stretch.stream.codecName == "h264" && stretch.packets.count == 30)
+        #expect(abs(stretch.start - 500) < 1e-9 && abs(stretch.end - (500 + 58.0 / 30)) < 1e-3)
+
+        let mp4 = try MP4Muxer.mux(stretch.stream, packets: stretch.packets, limit: 8 << 20)
+        let path = temporaryDirectory("clips-encoded") + "/clip.mp4"
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        try Data(mp4).write(to: URL(fileURLWithPath: path))
+        let decoded = try VideoFile(path: path)
+        #expect(decoded.codecName == "h264" && decoded.width == 320 && decoded.height == 240 && decoded.frameCount == 30)
+        for i in stride(from: 0, to: 30, by: 3) {
+            let frame = try decoded.frames(at: [i])[0]
+            let own = frame.psnr(against: frames[i])
+            #expect(own > 25, "frame \(i): \(own) dB")
+            for j in [i - 2, i + 2] where frames.indices.contains(j) {
+                #expect(frame.psnr(against: frames[j]) < own, "frame \(i) is closer to source frame \(j)")
+            }
+        }
+    }
+
+    /// A new pass drops what the encoder still makes for the old one; frames of a new size
+    /// start a new segment; an H.264 pass after an encoded one copies again.
+    @Test func passesAndSizes() throws {
+        let frames = try VideoFile(path: Self.vp8).frames(at: Array(0..<4))
+        let ring = ClipRecorder(camera: "c", maxSeconds: 100, maxBytes: 1 << 24, encodeFPS: 10, encodeQueue: 64)
+        ring.beginEncoding()
+        for (i, frame) in frames.enumerated() { ring.deliver(wallClock: 10 + Double(i) / 10, streamTime: nil) { frame } }
+        let small = RGBFrame(width: 160, height: 120, rgb: [UInt8](repeating: 90, count: 160 * 120 * 3), index: 0,
+                             timestamp: 0, sourceIndex: 0, clamped: false)
+        for i in 0..<3 { ring.deliver(wallClock: 11 + Double(i) / 10, streamTime: nil) { small } }
+        ring.end()
+        let big = try #require(ring.extract(from: 10, to: 10.35))
+        #expect(big.packets.count == 4 && big.start == 10)
+        let later = try #require(ring.extract(from: 11, to: 12))
+        #expect(later.packets.count == 3 && later.start == 11)
+        let path = temporaryDirectory("clips-sizes") + "/small.mp4"
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        try Data(try MP4Muxer.mux(later.stream, packets: later.packets, limit: 1 << 20)).write(to: URL(fileURLWithPath: path))
+        #expect(try VideoFile(path: path).width == 160)
+
+        let (video, all) = try packets(of: CameraPipelineTests.phone)
+        ring.begin()
+        ring.attach(video.encodedStream)
+        #expect(ring.currentMode == .copy)
+        all.forEach(ring.add)
+        ring.deliver(wallClock: 20, streamTime: 0) { nil }
+        #expect(ring.extract(from: 20, to: 30)?.packets.count == 30)
     }
 }
 
@@ -107,7 +183,7 @@ private final class WrittenClips: @unchecked Sendable {
         ring.begin()
         ring.attach(try #require(video.encodedStream))
         all.forEach(ring.add)
-        ring.note(streamTime: video.originSeconds, wallClock: wallClock)
+        ring.deliver(wallClock: wallClock, streamTime: video.originSeconds) { nil }
         ring.end()
         return ring
     }
@@ -146,23 +222,25 @@ private final class WrittenClips: @unchecked Sendable {
         #expect(try VideoFile(path: next.path).codecName == "h264")
     }
 
-    /// A stream whose codec cannot be copied: its clips fail, logged with the file and why.
-    @Test func refusedStreamSaysWhy() throws {
+    /// Frames the encoder cannot take (too small for it to open): the clip fails, logged with
+    /// the file and why.
+    @Test func encoderFailureSaysWhy() throws {
         let root = temporaryDirectory("clips-refused")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let lines = LogLines()
         let writer = ClipWriter(configuration: Self.settings, directory: root, log: { lines.add($1) })
         writer.start()
         defer { writer.stop(timeout: 5) }
-        let ring = ClipRecorder(camera: "gate", maxSeconds: 10, maxBytes: 1 << 20)
-        ring.begin()
-        ring.refuse("the stream's video is mjpeg; clips are stream copies of H.264")
-        ring.end()
+        let ring = writer.recorder(camera: "gate")
+        ring.beginEncoding()
         let now = Date().timeIntervalSince1970
+        let dot = RGBFrame(width: 1, height: 1, rgb: [0, 0, 0], index: 0, timestamp: 0, sourceIndex: 0, clamped: false)
+        ring.deliver(wallClock: now - 2, streamTime: nil) { dot }
+        ring.end()
         let clip = try #require(writer.submit(actionID: "gate-1", camera: "gate", start: now - 2, end: now - 1, recorder: ring))
         #expect(writer.waitIdle(timeout: 10))
         #expect(writer.totals.failed == 1)
-        #expect(lines.lines == ["clip \(clip.path): the stream's video is mjpeg; clips are stream copies of H.264"])
+        #expect(lines.lines.contains("clip \(clip.path): video encoder: frames of 1x1 are too small"), "\(lines.lines)")
     }
 
     /// Retention by days at start, then by bytes: the oldest clips go.
@@ -262,6 +340,54 @@ private final class WrittenClips: @unchecked Sendable {
     }
 }
 
+extension ClipPipelineTests {
+    /// A VP8 file camera in real time: each action's end names its clip, which is H.264
+    /// encoded from the frames at `encode_fps` (320×240 like the source), covering the action
+    /// with its rolls as far as the file goes, and each of its frames close to a frame of the file.
+    @Test func vp8CameraClipIsEncoded() throws {
+        let engine = try CameraPipelineTests.engine.get()
+        let root = temporaryDirectory("pipeline-clips-vp8")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let reported = WrittenClips()
+        var settings = ClipWriterTests.settings
+        settings.encodeFPS = 10
+        let writer = ClipWriter(configuration: settings, directory: root, log: { _, _ in }, written: { reported.add($0) })
+        writer.start()
+        defer { writer.stop(timeout: 5) }
+        let recorder = writer.recorder(camera: "vp8")
+        let log = EventLog()
+        let pipeline = try CameraPipeline(camera: CameraPipelineTests.camera(),
+                                          source: FileFrameSource(path: ClipEncodingTests.vp8, clips: recorder),
+                                          engine: engine, epoch: "0123456789abcdef",
+                                          clips: (writer, recorder), emit: { log.append($0) })
+        pipeline.start()
+        #expect(pipeline.wait(timeout: 60))
+        #expect(writer.waitIdle(timeout: 10))
+        #expect(recorder.currentMode == .encode)
+
+        let source = try VideoFile(path: ClipEncodingTests.vp8).frames(at: Array(0..<30))
+        let ends = log.events.compactMap { event -> DaemonEvent.Action? in
+            if case .actionEnd(let a) = event { return a } else { return nil }
+        }
+        #expect(!ends.isEmpty)
+        #expect(writer.totals == .init(written: ends.count, dropped: 0, failed: 0, deleted: 0))
+        for end in ends {
+            let clip = try #require(end.clip, "\(end.actionID): no clip")
+            let written = try #require(reported.items.first { $0.actionID == end.actionID })
+            // Encoded frames every 0.1 s; keyframes every 2 s: the clip starts at most 2 s early.
+            #expect(written.start >= clip.startTime - 2 - 1e-6 && written.end <= clip.endTime + 1e-6)
+            #expect(written.end >= min(clip.endTime, end.windowEnd) - 0.2)
+            let mp4 = try VideoFile(path: clip.path)
+            #expect(mp4.codecName == "h264" && mp4.width == 320 && mp4.height == 240)
+            #expect(mp4.frameCount == written.packets && abs(mp4.fps - 10) < 1.5, "\(mp4.frameCount) frames at \(mp4.fps) fps")
+            for frame in try mp4.frames(at: [0, mp4.frameCount - 1]) {
+                let best = source.map { frame.psnr(against: $0) }.max()!
+                #expect(best > 25, "\(clip.path) frame \(frame.index): best \(best) dB against the file's frames")
+            }
+        }
+    }
+}
+
 @Suite struct ClipConfigurationTests {
     static let vp8 = CameraPipelineTests.videos.appendingPathComponent("vp8.webm").path
 
@@ -285,14 +411,15 @@ private final class WrittenClips: @unchecked Sendable {
             "clips: {pre_roll_s: 2, post_roll_s: 0, max_s: 30, buffer_mb: 8, retention_days: 3, max_mb: 100, cameras: [a]}").clips)
         #expect(set == .init(enabled: true, cameras: ["a"], preRollSeconds: 2, postRollSeconds: 0, maxSeconds: 30,
                              bufferMB: 8, retentionDays: 3, maxMB: 100))
+        #expect(try Self.parse("clips: {encode_fps: 10}").clips?.encodeFPS == 10 && set.encodeFPS == 15)
         #expect(set.covers("a") && !set.covers("b"))
-        // Off, it needs no state directory and no H.264 camera.
-        let mixed = "[{id: a, source: {v4l2: /dev/video0, width: 640, height: 480, fps: 30}}]"
-        #expect(try Self.parse("clips: {enabled: false}", cameras: mixed, stateDir: false).clips?.enabled == false)
-        // Cameras that cannot have clips are left out by listing the ones that can; a network
-        // stream's codec is checked once connected.
-        let two = "[{id: a, source: {url: \"rtsp://cam/x\"}}, {id: b, source: {v4l2: /dev/video0, width: 640, height: 480, fps: 30}}]"
-        #expect(try Self.parse("clips: {cameras: [a]}", cameras: two).clips?.cameras == ["a"])
+        // Off, it needs no state directory.
+        let v4l2 = "[{id: a, source: {v4l2: /dev/video0, width: 640, height: 480, fps: 30}}]"
+        #expect(try Self.parse("clips: {enabled: false}", cameras: v4l2, stateDir: false).clips?.enabled == false)
+        // Every kind of source can have clips (copied or encoded).
+        let three = "[{id: a, source: {url: \"rtsp://cam/x\"}}, {id: b, source: {v4l2: /dev/video0, width: 640, height: 480, fps: 30}}, "
+            + "{id: c, source: {file: \"\(Self.vp8)\"}}]"
+        #expect(try Self.parse("clips: {}", cameras: three).clips?.covers("b") == true)
     }
 
     @Test(arguments: [
@@ -303,10 +430,8 @@ private final class WrittenClips: @unchecked Sendable {
         ("clips: {max_mb: -5}", nil, "clips.max_mb", "must be positive"),
         ("clips: {codec: mpeg4}", nil, "clips.codec", "unknown key"),
         ("clips: {cameras: [z]}", nil, "clips.cameras[0]", "no camera \"z\""),
-        ("clips: {}", "[{id: a, source: {v4l2: /dev/video0, width: 640, height: 480, fps: 30}}]", "cameras[0].source",
-         "camera a cannot have clips: it is a V4L2 device"),
-        ("clips: {cameras: [a]}", "[{id: a, source: {file: \"\(vp8)\"}}]", "clips.cameras[0]",
-         "camera a cannot have clips: its video is vp8"),
+        ("clips: {encode_fps: 0}", nil, "clips.encode_fps", "must be from 1 to 60"),
+        ("clips: {encode_fps: 120}", nil, "clips.encode_fps", "must be from 1 to 60"),
     ] as [(String, String?, String, String)])
     func mistakesNameTheField(section: String, cameras: String?, field: String, message: String) {
         #expect {

@@ -1,9 +1,10 @@
 #!/bin/sh
 # Runs as root inside the vivid VM (scripts/test-vivid.sh starts it): m2clipd on vivid's
 # /dev/video0 and on a looped file, two subscriber processes, then an unplug through vivid's
-# `disconnect` control. Prints one line per check and exits 1 when any fails.
+# `disconnect` control; the V4L2 camera's action clips, encoded from its frames. Prints one
+# line per check and exits 1 when any fails.
 #
-#   scenario.sh WORKDIR VIDEO      (WORKDIR holds tiny.m2c; m2clipd, m2clip, v4l2-ctl on PATH)
+#   scenario.sh WORKDIR VIDEO      (WORKDIR holds tiny.m2c; m2clipd, m2clip, v4l2-ctl, ffprobe on PATH)
 set -u
 work=$1
 video=$2
@@ -40,6 +41,8 @@ threads: 1
 socket: {path: $work/events.sock}
 stats_interval_s: 1
 shutdown_timeout_s: 10
+state_dir: $work/state
+clips: {cameras: [vivid], pre_roll_s: 1, post_roll_s: 1, encode_fps: 10}
 cameras:
   - id: vivid
     source: {v4l2: /dev/video0, width: 320, height: 180, fps: 30, format: YUYV}
@@ -111,6 +114,22 @@ check "SIGTERM exits 0" test "$status" -eq 0
 wait "$sub1" "$sub2" 2>/dev/null
 check "subscribers got the final offline" wait_for 5 all.ndjson 1 '"camera":"vivid"' '"reason":"shutdown"'
 echo "events: $(wc -l < all.ndjson) lines to subscriber 1, $(wc -l < vivid.ndjson) to subscriber 2"
+
+# Clips of the V4L2 camera (YUYV frames encoded to H.264): every action.end names one, and each
+# named file is there after the shutdown, an H.264 MP4 of the camera's 320x180 with frames.
+grep -F '"type":"action.end"' vivid.ndjson | sed -n 's/.*"clip":{[^}]*"path":"\([^"]*\)".*/\1/p' > clips.txt
+check "every vivid action.end names a clip" test "$(wc -l < clips.txt)" -eq "$(lines vivid.ndjson '"type":"action.end"')"
+good=0
+while read -r clip; do
+    probe=$(ffprobe -v error -select_streams v:0 -count_frames \
+        -show_entries stream=codec_name,width,height,nb_read_frames -of csv=p=0 "$clip" 2>&1)
+    case $probe in
+    h264,320,180,[1-9]*) good=$((good + 1)); echo "clip $(basename "$clip"): $probe (codec,width,height,frames)" ;;
+    *) echo "clip $clip: $probe" ;;
+    esac
+done < clips.txt
+check "the clips are H.264 320x180 MP4s that decode ($good of $(wc -l < clips.txt))" \
+    test "$good" -ge 1 -a "$good" -eq "$(wc -l < clips.txt)"
 
 if [ "$failures" -ne 0 ]; then
     echo "--- daemon log"; tail -n 30 daemon.log

@@ -2,8 +2,8 @@ import Foundation
 import Logging
 import Video
 
-/// Writes action clips on a thread of its own: MP4 stream copies of a camera's packets
-/// (`ClipRecorder`) from `pre_roll_s` before an action to `post_roll_s` after it.
+/// Writes action clips on a thread of its own: MP4s of a camera's packets (`ClipRecorder`:
+/// its own H.264, copied, or encoded from its frames) from `pre_roll_s` before an action to `post_roll_s` after it.
 ///
 /// `submit` (at the action's end) fixes the file's path, which the `action.end` event names,
 /// and queues the job in a bounded queue (full: dropped and counted). The writer waits until
@@ -80,10 +80,11 @@ public final class ClipWriter: @unchecked Sendable {
     }
 
     /// A packet ring for camera `id`, sized by the configuration: its source feeds it
-    /// (`FileFrameSource(clips:)`) and its pipeline submits clips from it.
+    /// (`FileFrameSource(clips:)`, ...) and its pipeline submits clips from it.
     public func recorder(camera id: String) -> ClipRecorder {
         ClipRecorder(camera: id, maxSeconds: configuration.preRollSeconds + configuration.maxSeconds
-                         + configuration.postRollSeconds, maxBytes: configuration.bufferBytes)
+                         + configuration.postRollSeconds, maxBytes: configuration.bufferBytes,
+                     encodeFPS: configuration.encodeFPS, log: log)
     }
 
     public var totals: Counters { lock.withLock { counters } }

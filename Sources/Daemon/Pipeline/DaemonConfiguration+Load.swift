@@ -162,7 +162,7 @@ extension DaemonConfiguration {
         try mqtt?.validate(cameras: cameras, resolve: resolve, fail: fail)
         try metrics?.validate(fail: fail)
         try snapshots?.validate(stateDirectory: stateDirectory, fail: fail)
-        try clips?.validate(cameras: cameras, stateDirectory: stateDirectory, codec: VideoFile.codecName, fail: fail)
+        try clips?.validate(cameras: cameras, stateDirectory: stateDirectory, fail: fail)
     }
 
     /// Creates `stateDirectory` (mode 0750) when it is missing; returns it.

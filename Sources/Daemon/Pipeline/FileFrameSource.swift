@@ -15,7 +15,7 @@ public final class FileFrameSource: CameraSource, @unchecked Sendable {
     private let control = SourceControl()
     public var fps: Double { control.fps }
 
-    /// Receives the file's packets, for clips (nil: none kept).
+    /// Receives the file's packets (H.264) or frames (another codec), for clips (nil: none kept).
     let clips: ClipRecorder?
 
     public init(path: String, loop: Bool = false, realTime: Bool = true, batch: Int = 4, clips: ClipRecorder? = nil) {
@@ -48,12 +48,12 @@ public final class FileFrameSource: CameraSource, @unchecked Sendable {
         control.stop()
     }
 
-    /// The file, from its start, its packets going to `clips` on a new timeline.
+    /// The file, from its start, its packets or frames going to `clips` on a new timeline.
     private func open() throws -> VideoFile {
         guard let clips else { return try VideoFile(path: path) }
         clips.begin()
         let video = try VideoFile(path: path, packets: { clips.add($0) })
-        if let stream = video.encodedStream { clips.attach(stream) }
+        clips.attach(video.encodedStream)
         return video
     }
 
@@ -81,7 +81,7 @@ public final class FileFrameSource: CameraSource, @unchecked Sendable {
                     let now = MonotonicClock.now()
                     if origin == nil { origin = now }
                     let wallClock = MonotonicClock.wallNow()
-                    clips?.note(streamTime: video.originSeconds + frame.timestamp, wallClock: wallClock)
+                    clips?.deliver(wallClock: wallClock, streamTime: video.originSeconds + frame.timestamp) { frame }
                     onFrame(CapturedFrame(image: frame, sequence: sequence, wallClock: wallClock, monotonic: now))
                     sequence += 1
                     deliveredThisPass += 1

@@ -15,8 +15,8 @@ import Video
 /// fails is reported the same way. `stop()` aborts a blocked connect or read through the
 /// stream's interrupt callback, so the thread ends with `onEnd(.stopped)` promptly.
 ///
-/// With `clips`, each connection's packets go to the ring on a timeline of their own (`begin`
-/// per connection); a stream that is not H.264 is refused there, so its clips fail saying why.
+/// With `clips`, each connection's packets (H.264: copied) or frames (another codec: encoded)
+/// go to the ring on a timeline of their own (`begin` per connection).
 ///
 /// Messages carry `redactedURL`: the URL's credentials never reach a log.
 public final class StreamFrameSource: CameraSource, @unchecked Sendable {
@@ -83,13 +83,7 @@ public final class StreamFrameSource: CameraSource, @unchecked Sendable {
                 clips?.begin()
                 let stream = try NetworkStream(url: address, openTimeout: openTimeout, readTimeout: readTimeout,
                                                cancellation: cancellation, packets: clips.map { ring in { ring.add($0) } })
-                if let clips {
-                    if stream.codecName == "h264", let parameters = stream.encodedStream {
-                        clips.attach(parameters)
-                    } else {
-                        clips.refuse("the stream's video is \(stream.codecName); clips are stream copies of H.264")
-                    }
-                }
+                clips?.attach(stream.encodedStream)
                 control.fps = stream.fps
                 onStatus(.online)
                 offline = false
@@ -129,7 +123,7 @@ public final class StreamFrameSource: CameraSource, @unchecked Sendable {
             if base + image.index <= last { base = last + 1 - image.index }
             last = base + image.index
             let wallClock = MonotonicClock.wallNow()
-            clips?.note(streamTime: stream.originSeconds + image.timestamp, wallClock: wallClock)
+            clips?.deliver(wallClock: wallClock, streamTime: stream.originSeconds + image.timestamp) { image }
             onFrame(CapturedFrame(image: image, sequence: last, wallClock: wallClock, monotonic: MonotonicClock.now()))
             delivered = true
         }

@@ -14,12 +14,17 @@ import Video
 /// Frames carry the driver's sequence number (gaps are frames the driver dropped) and its
 /// CLOCK_MONOTONIC buffer timestamp; buffers the driver flags as errors are skipped, which
 /// leaves a gap too.
+///
+/// With `clips`, frames are encoded into the ring for clips (`ClipRecorder.beginEncoding` at
+/// each opening of the device: a new timeline, since the device may come back at another size).
 public final class V4L2CameraSource: CameraSource, @unchecked Sendable {
     public let device: String
     public let request: V4L2Capture.Request
     public let driver: V4L2Driver
     public let retryDelays: [Double]
     public let reopenAfterSeconds: Double
+    /// Receives the frames, for clips (nil: none kept).
+    let clips: ClipRecorder?
 
     private let control: SourceControl
     private let lock = NSLock()
@@ -33,13 +38,14 @@ public final class V4L2CameraSource: CameraSource, @unchecked Sendable {
     public var reopens: Int { lock.withLock { _reopens } }
 
     public init(device: String, request: V4L2Capture.Request, driver: V4L2Driver = LinuxV4L2Driver.shared,
-                retryDelays: [Double] = [0.5, 1, 2, 5, 10], reopenAfterSeconds: Double = 10) {
+                retryDelays: [Double] = [0.5, 1, 2, 5, 10], reopenAfterSeconds: Double = 10, clips: ClipRecorder? = nil) {
         precondition(!retryDelays.isEmpty, "V4L2CameraSource: no retry delays")
         self.device = device
         self.request = request
         self.driver = driver
         self.retryDelays = retryDelays
         self.reopenAfterSeconds = reopenAfterSeconds
+        self.clips = clips
         control = SourceControl(fps: request.fps)
     }
 
@@ -57,7 +63,9 @@ public final class V4L2CameraSource: CameraSource, @unchecked Sendable {
         }
         let box = UncheckedBox(first)
         let thread = Thread { [self] in
-            onEnd(self.run(box.value, onFrame: onFrame, onStatus: onStatus))
+            let end = self.run(box.value, onFrame: onFrame, onStatus: onStatus)
+            self.clips?.end()
+            onEnd(end)
         }
         thread.name = "m2clip.v4l2-source"
         thread.start()
@@ -75,6 +83,7 @@ public final class V4L2CameraSource: CameraSource, @unchecked Sendable {
         case .success(let opened):
             capture = opened
             control.fps = opened.fps
+            clips?.beginEncoding()
             onStatus(.online)
         case .failure(let error):
             onStatus(.offline("\(error)"))
@@ -94,6 +103,7 @@ public final class V4L2CameraSource: CameraSource, @unchecked Sendable {
                     failures = 0
                     lastFrame = MonotonicClock.now()
                     control.fps = reopened.fps
+                    clips?.beginEncoding()
                     lock.withLock { _reopens += 1 }
                     onStatus(.online)
                 }
@@ -108,8 +118,8 @@ public final class V4L2CameraSource: CameraSource, @unchecked Sendable {
                     // instant is now's minus the time since.
                     let captured = frame.monotonic.map { min($0, now) } ?? now
                     let held = UncheckedBox(open), sequence = frame.sequence
-                    onFrame(CapturedFrame(sequence: Int(sequence), wallClock: MonotonicClock.wallNow() - (now - captured),
-                                          monotonic: captured) { [self] in
+                    let wallClock = MonotonicClock.wallNow() - (now - captured)
+                    onFrame(CapturedFrame(sequence: Int(sequence), wallClock: wallClock, monotonic: captured) { [self] in
                         switch held.value.decodeHeld(sequence: sequence) {
                         case .success(let image): return image
                         case .failure:
@@ -117,6 +127,8 @@ public final class V4L2CameraSource: CameraSource, @unchecked Sendable {
                             return nil
                         }
                     })
+                    // The buffer is still held: the clip encoder converts the frame now if it takes it.
+                    clips?.deliver(wallClock: wallClock, streamTime: nil) { try? held.value.decodeHeld(sequence: sequence).get() }
                 case .timeout:
                     let quiet = MonotonicClock.now() - lastFrame
                     if quiet >= reopenAfterSeconds {
