@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-suites='KernelTests|RuntimeTests|OpsTests|EventBusTests|SocketServerTests|ConfigTests|PipelineTests|V4L2SourceTests|StreamFrameSourceTests|HistoryTests|SnapshotWriterTests|SnapshotPipelineTests|ClipRecorderTests|ClipWriterTests|MP4MuxerTests|ClipPipelineTests|MetricsTests|MQTTTests|MQTTPublisherTests|LoggingTests|ClipLoaderTests|ClipListTests|TrainerTests|FuzzCorpusTests'
+suites='KernelTests|RuntimeTests|OpsTests|EventBusTests|SocketServerTests|ConfigTests|PipelineTests|V4L2SourceTests|StreamFrameSourceTests|HistoryTests|SnapshotWriterTests|SnapshotPipelineTests|ClipRecorderTests|ClipEncodingTests|ClipWriterTests|MP4MuxerTests|VideoEncoderTests|ClipPipelineTests|MetricsTests|MQTTTests|MQTTPublisherTests|LoggingTests|ClipLoaderTests|ClipListTests|TrainerTests|FuzzCorpusTests'
 sanitizers=("$@")
 ((${#sanitizers[@]})) || sanitizers=(thread address)
 
