@@ -87,7 +87,7 @@ let package = Package(
         // event history (SQLite through GRDB, linking Debian's libsqlite3-dev).
         .target(
             name: "Daemon",
-            dependencies: ["Pipeline", "M2Model", "Video", "CMosquitto", "CSystemd",
+            dependencies: ["Pipeline", "M2Model", "Video", "SafeTensors", "CMosquitto", "CSystemd",
                            .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
                            .product(name: "CoreMetrics", package: "swift-metrics"),
                            .product(name: "Prometheus", package: "swift-prometheus"),
@@ -121,7 +121,7 @@ let package = Package(
         .testTarget(name: "VideoTests", dependencies: ["Video", "CV4L2", "V4L2Testing", "NetworkTesting"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "CV4L2", "V4L2Testing", "NetworkTesting"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "SafeTensors", "CV4L2", "V4L2Testing", "NetworkTesting"]),
         // Runs the built m2clip binary as a separate process.
         .testTarget(name: "CLITests", dependencies: ["m2clip", "m2clipd", "NetworkTesting"]),
         // Fixtures live in Tests/Fixtures and are found from #filePath.

@@ -115,90 +115,22 @@ public struct SafeTensorsWriter: Sendable {
 
     /// `write(to:)` with the system calls supplied, so tests can make them fail.
     func write(to path: String, calls: FileCalls) throws {
-        func failure(_ message: String) -> SafeTensorsError {
-            SafeTensorsError(path: path, message: message)
-        }
-
-        let (directory, base) = splitPath(path)
-        guard !base.isEmpty, base != ".", base != ".." else {
-            throw failure("path names a directory, expected a file name")
-        }
         let header = headerBytes()
         guard header.count <= Header.maximumLength else {
-            throw failure("header of \(header.count) bytes exceeds the limit of \(Header.maximumLength) bytes")
+            throw SafeTensorsError(path: path, message: "header of \(header.count) bytes exceeds the limit of \(Header.maximumLength) bytes")
         }
-
-        for leftover in Self.removeLeftovers(of: path, calls: calls) {
-            WriteNotices.post("\(path): removed \(leftover), the partial file of an earlier write that was "
-                + "interrupted (process killed or machine down); \(base) itself was not touched by it")
-        }
-
-        // A hidden name next to the target keeps the final rename(2) within one filesystem; the
-        // writer's pid in it tells a later write whether it is a leftover (`removeLeftovers`).
-        var temporary = ""
-        var fd: Int32 = -1
-        for attempt in 1...16 {
-            let suffix = String(UInt64.random(in: .min ... .max), radix: 16)
-            temporary = joinPath(directory, ".\(base).tmp-\(currentProcessID)-\(suffix)")
-            switch calls.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666) {
-            case .success(let opened):
-                fd = opened
-            case .failure(let errno) where errno.code == EEXIST && attempt < 16:
-                continue
-            case .failure(let errno):
-                throw failure("cannot create a temporary file in \(directory): \(errno)")
-            }
-            break
-        }
-
-        var isOpen = true
+        let lengthPrefix = withUnsafeBytes(of: UInt64(header.count).littleEndian) { Array($0) }
         do {
-            let lengthPrefix = withUnsafeBytes(of: UInt64(header.count).littleEndian) { Array($0) }
-            try writeAll(lengthPrefix, to: fd, calls: calls, temporary: temporary, failure: failure)
-            try writeAll(header, to: fd, calls: calls, temporary: temporary, failure: failure)
-            for entry in entries {
-                try writeAll(entry.bytes, to: fd, calls: calls, temporary: temporary, failure: failure)
-            }
-            if case .failure(let errno) = calls.fsync(fd) {
-                throw failure("cannot fsync temporary file \(temporary): \(errno)")
-            }
-            isOpen = false
-            if case .failure(let errno) = calls.close(fd) {
-                throw failure("cannot close temporary file \(temporary): \(errno)")
-            }
-            if case .failure(let errno) = calls.rename(temporary, path) {
-                throw failure("cannot rename temporary file \(temporary) into place: \(errno)")
-            }
+            try AtomicFile.write([lengthPrefix, header] + entries.map(\.bytes), to: path, calls: calls)
         } catch {
-            if isOpen { _ = calls.close(fd) }
-            _ = calls.unlink(temporary)
-            throw error
-        }
-
-        // The rename is only durable once the directory entry is on disk.
-        if case .failure(let errno) = syncDirectory(directory) {
-            throw failure("written, but cannot fsync directory \(directory): \(errno)")
+            throw SafeTensorsError(path: path, message: error.message)
         }
     }
 
-    /// Removes the temporary files that writes of `path` left behind when their process died
-    /// mid-write (`.BASE.tmp-PID-…` whose PID no longer runs) and returns their names. The file at
-    /// `path` is never torn by such a write: it is only replaced, by rename(2), once whole.
+    /// `AtomicFile.removeLeftovers`: the partial files killed writes of `path` left.
     @discardableResult
     public static func removeLeftovers(of path: String) -> [String] {
-        removeLeftovers(of: path, calls: .live)
-    }
-
-    static func removeLeftovers(of path: String, calls: FileCalls) -> [String] {
-        let (directory, base) = splitPath(path)
-        let prefix = ".\(base).tmp-"
-        return directoryEntries(directory).filter { name in
-            guard name.hasPrefix(prefix) else { return false }
-            let rest = name.dropFirst(prefix.count)
-            guard let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]), pid > 0,
-                  !processExists(pid) else { return false }
-            return (try? calls.unlink(joinPath(directory, name)).get()) != nil
-        }.sorted()
+        AtomicFile.removeLeftovers(of: path)
     }
 
     // MARK: Private
@@ -229,28 +161,6 @@ public struct SafeTensorsWriter: Sendable {
         throw SafeTensorsError(path: nil, tensor: name,
             message: "shape \(describe(shape)) needs \(needed) values, got \(count)")
     }
-
-    private func writeAll(
-        _ bytes: [UInt8], to fd: Int32, calls: FileCalls, temporary: String,
-        failure: (String) -> SafeTensorsError
-    ) throws {
-        // write(2) moves at most about 2 GiB per call on Linux; ask for 1 GiB at a time.
-        let chunk = 1 << 30
-        try bytes.withUnsafeBytes { buffer in
-            var written = 0
-            while written < buffer.count {
-                let end = min(buffer.count, written + chunk)
-                switch calls.write(fd, UnsafeRawBufferPointer(rebasing: buffer[written..<end])) {
-                case .success(let count) where count > 0:
-                    written += count
-                case .success:
-                    throw failure("cannot write temporary file \(temporary): write returned 0")
-                case .failure(let errno):
-                    throw failure("cannot write temporary file \(temporary): \(errno)")
-                }
-            }
-        }
-    }
 }
 
 /// Little-endian bytes of `values`, each mapped through `bits` to its stored integer.
@@ -268,43 +178,12 @@ private func littleEndianBytes<Value, Bits: FixedWidthInteger>(
 }
 
 /// ("dir", "name") of "dir/name"; (".", "name") of "name"; ("/", "name") of "/name".
-private func splitPath(_ path: String) -> (directory: String, base: String) {
+func splitPath(_ path: String) -> (directory: String, base: String) {
     guard let slash = path.lastIndex(of: "/") else { return (".", path) }
     let directory = String(path[..<slash])
     return (directory.isEmpty ? "/" : directory, String(path[path.index(after: slash)...]))
 }
 
-private func joinPath(_ directory: String, _ name: String) -> String {
+func joinPath(_ directory: String, _ name: String) -> String {
     directory.hasSuffix("/") ? directory + name : directory + "/" + name
-}
-
-/// Where the writer reports what it found and cleaned up (a leftover of an interrupted write);
-/// the CLI prints these. Without a handler they are dropped.
-public enum WriteNotices {
-    private static let handler = LockedHandler()
-
-    /// Replaces the handler (e.g. once at start: print to stderr).
-    public static func setHandler(_ body: (@Sendable (String) -> Void)?) { handler.set(body) }
-
-    static func post(_ message: String) { handler.get()?(message) }
-}
-
-/// A handler slot behind a pthread mutex (this module does not import Foundation).
-private final class LockedHandler: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var body: (@Sendable (String) -> Void)?
-
-    init() { pthread_mutex_init(&mutex, nil) }
-
-    func set(_ new: (@Sendable (String) -> Void)?) {
-        pthread_mutex_lock(&mutex)
-        body = new
-        pthread_mutex_unlock(&mutex)
-    }
-
-    func get() -> (@Sendable (String) -> Void)? {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return body
-    }
 }

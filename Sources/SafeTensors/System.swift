@@ -11,11 +11,13 @@ import Darwin
 #endif
 
 /// An errno value captured right after a failing call.
-struct Errno: Error, Equatable, CustomStringConvertible {
-    var code: Int32
+public struct Errno: Error, Equatable, CustomStringConvertible, Sendable {
+    public var code: Int32
+
+    public init(code: Int32) { self.code = code }
 
     /// `strerror(3)` text, e.g. "No space left on device".
-    var description: String {
+    public var description: String {
         guard let text = strerror(code) else { return "errno \(code)" }
         return String(cString: text)
     }
@@ -33,22 +35,22 @@ private func retryingOnEINTR<T: BinaryInteger>(_ body: () -> T) -> Result<T, Err
     }
 }
 
-/// The calls the writer makes, as replaceable closures. `live` is the real thing.
-struct FileCalls: Sendable {
+/// The calls `AtomicFile` makes, as replaceable closures. `live` is the real thing.
+public struct FileCalls: Sendable {
     /// open(2) with a creation mode.
-    var open: @Sendable (_ path: String, _ flags: Int32, _ mode: mode_t) -> Result<Int32, Errno>
+    public var open: @Sendable (_ path: String, _ flags: Int32, _ mode: mode_t) -> Result<Int32, Errno>
     /// One write(2); may write fewer bytes than asked.
-    var write: @Sendable (_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Result<Int, Errno>
+    public var write: @Sendable (_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Result<Int, Errno>
     /// fsync(2).
-    var fsync: @Sendable (_ fd: Int32) -> Result<Void, Errno>
+    public var fsync: @Sendable (_ fd: Int32) -> Result<Void, Errno>
     /// close(2).
-    var close: @Sendable (_ fd: Int32) -> Result<Void, Errno>
+    public var close: @Sendable (_ fd: Int32) -> Result<Void, Errno>
     /// rename(2).
-    var rename: @Sendable (_ from: String, _ to: String) -> Result<Void, Errno>
+    public var rename: @Sendable (_ from: String, _ to: String) -> Result<Void, Errno>
     /// unlink(2).
-    var unlink: @Sendable (_ path: String) -> Result<Void, Errno>
+    public var unlink: @Sendable (_ path: String) -> Result<Void, Errno>
 
-    static let live = FileCalls(
+    public static let live = FileCalls(
         open: { path, flags, mode in
             retryingOnEINTR { sysOpen(path, flags, mode) }
         },

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Video
+import SafeTensors
 @testable import Daemon
 #if canImport(Glibc)
 import Glibc
@@ -195,14 +196,14 @@ private final class WrittenClips: @unchecked Sendable {
         defer { try? FileManager.default.removeItem(atPath: root) }
         let disk = Disk()
         disk.room = 1_000
-        var fs = SnapshotFileSystem.system
-        fs.write = { fd, bytes, count in
-            let room = disk.take(count)
-            guard room > 0 else { errno = ENOSPC; return -1 }
-            return Glibc.write(fd, bytes, room)
+        var calls = FileCalls.live
+        calls.write = { fd, bytes in
+            let room = disk.take(bytes.count)
+            guard room > 0 else { return .failure(Errno(code: ENOSPC)) }
+            return FileCalls.live.write(fd, UnsafeRawBufferPointer(rebasing: bytes[..<room]))
         }
         let lines = LogLines()
-        let writer = ClipWriter(configuration: Self.settings, directory: root, fileSystem: fs, log: { lines.add($1) })
+        let writer = ClipWriter(configuration: Self.settings, directory: root, calls: calls, log: { lines.add($1) })
         writer.start()
         defer { writer.stop(timeout: 5) }
         let now = Date().timeIntervalSince1970

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Video
+import SafeTensors
 @testable import Daemon
 #if canImport(Glibc)
 import Glibc
@@ -46,8 +47,8 @@ private func job(_ id: String, score: Float = 0.7, frame: RGBFrame = gray(128)) 
         #expect(SnapshotRetention.victims(files, now: now, maxAge: 100, maxBytes: 400).isEmpty)
         #expect(SnapshotRetention.victims(files, now: now, maxAge: 100, maxBytes: 0).map(\.path) == ["a", "b", "c", "d"])
         // A temporary file a crash left goes whatever its age, and does not count against the rest.
-        let torn = files + [File(path: "door/.e.jpg.tmp", modified: now, bytes: 1_000)]
-        #expect(SnapshotRetention.victims(torn, now: now, maxAge: 100, maxBytes: 400).map(\.path) == ["door/.e.jpg.tmp"])
+        let torn = files + [File(path: "door/.e.jpg.tmp-41-9f3a", modified: now, bytes: 1_000)]
+        #expect(SnapshotRetention.victims(torn, now: now, maxAge: 100, maxBytes: 400).map(\.path) == ["door/.e.jpg.tmp-41-9f3a"])
     }
 
     /// On disk: the oldest files by modification time go, and the day directories they leave
@@ -120,14 +121,14 @@ private func job(_ id: String, score: Float = 0.7, frame: RGBFrame = gray(128)) 
         let root = temporaryDirectory("fulldisk")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let disk = Disk()
-        var fs = SnapshotFileSystem.system
-        fs.write = { fd, bytes, count in
-            let room = disk.take(count)
-            guard room > 0 else { errno = ENOSPC; return -1 }
-            return Glibc.write(fd, bytes, room)
+        var calls = FileCalls.live
+        calls.write = { fd, bytes in
+            let room = disk.take(bytes.count)
+            guard room > 0 else { return .failure(Errno(code: ENOSPC)) }
+            return FileCalls.live.write(fd, UnsafeRawBufferPointer(rebasing: bytes[..<room]))
         }
         let log = LogLines()
-        let writer = SnapshotWriter(configuration: Self.settings, directory: root, fileSystem: fs, log: { log.add($1) })
+        let writer = SnapshotWriter(configuration: Self.settings, directory: root, calls: calls, log: { log.add($1) })
         writer.start()
         defer { writer.stop(timeout: 5) }
         let path = root + "/door/2026-12-07/a.jpg"
@@ -364,10 +365,10 @@ final class RecordingSource: CameraSource, @unchecked Sendable {
         let engine = try CameraPipelineTests.engine.get()
         let root = temporaryDirectory("pipeline-fulldisk")
         defer { try? FileManager.default.removeItem(atPath: root) }
-        var fs = SnapshotFileSystem.system
-        fs.write = { _, _, _ in errno = ENOSPC; return -1 }
+        var calls = FileCalls.live
+        calls.write = { _, _ in .failure(Errno(code: ENOSPC)) }
         let lines = LogLines()
-        let writer = SnapshotWriter(configuration: .init(), directory: root, fileSystem: fs, log: { lines.add($1) })
+        let writer = SnapshotWriter(configuration: .init(), directory: root, calls: calls, log: { lines.add($1) })
         writer.start()
         defer { writer.stop(timeout: 5) }
         let log = EventLog()

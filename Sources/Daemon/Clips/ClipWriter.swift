@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SafeTensors
 import Video
 
 /// One action's clip to write.
@@ -20,7 +21,7 @@ public struct ClipJob: Sendable {
 /// and queues the job (queue full: dropped and counted). The writer waits until the camera's
 /// packets reach the end of the post-roll, the source ends, or `grace` seconds past it on the
 /// wall clock (a stalled camera), then muxes in memory (`MP4Muxer`, at most the camera
-/// buffer's size) and writes the file whole or not at all (`SnapshotFileSystem.writeAtomically`)
+/// buffer's size) and writes the file whole or not at all (`AtomicFile`)
 /// as `<directory>/<camera>/<YYYY-MM-DD>/<action_id>.mp4` (UTC day of the action's end). A
 /// failure (nothing buffered, a full disk) is counted and logged naming the file.
 public final class ClipWriter: RetainedFileWriter<ClipJob>, @unchecked Sendable {
@@ -38,19 +39,17 @@ public final class ClipWriter: RetainedFileWriter<ClipJob>, @unchecked Sendable 
 
     public let configuration: DaemonConfiguration.Clips
     let grace: Double
-    private let fileSystem: SnapshotFileSystem
     private let written: @Sendable (Written) -> Void
 
     init(configuration: DaemonConfiguration.Clips, directory: String, capacity: Int = 16, grace: Double = 5,
-         retentionInterval: Double = 600, fileSystem: SnapshotFileSystem = .system,
+         retentionInterval: Double = 600, calls: FileCalls = .live,
          log: @escaping @Sendable (Logger.Level, String) -> Void,
          written: @escaping @Sendable (Written) -> Void = { _ in }) {
         self.configuration = configuration
         self.grace = grace
-        self.fileSystem = fileSystem
         self.written = written
         super.init(threadName: "m2clipd.clips", directory: directory, retentionDays: configuration.retentionDays,
-                   maxBytes: configuration.maxBytes, capacity: capacity, retentionInterval: retentionInterval, log: log)
+                   maxBytes: configuration.maxBytes, capacity: capacity, retentionInterval: retentionInterval, calls: calls, log: log)
     }
 
     /// A writer under `<stateDirectory>/clips`.
@@ -99,7 +98,7 @@ public final class ClipWriter: RetainedFileWriter<ClipJob>, @unchecked Sendable 
             }
             let mp4 = try MP4Muxer.mux(stretch.stream, packets: stretch.packets,
                                        limit: job.recorder.maxBytes + job.recorder.maxBytes / 8 + (1 << 20))
-            try fileSystem.writeAtomically(mp4, to: job.path)
+            try store(mp4, at: job.path)
             written(Written(actionID: job.actionID, path: job.path, start: stretch.start, end: stretch.end,
                             bytes: mp4.count, packets: stretch.packets.count))
             return Int64(mp4.count)

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SafeTensors
 
 /// What the snapshot and clip writers share: a bounded queue of jobs, each made into one file
 /// under `directory` on a thread of its own (so encoding and a slow or full disk never hold up
@@ -8,8 +9,8 @@ import Logging
 /// files written exceed the byte budget.
 ///
 /// A subclass says when a job can be written (`isReady`), writes it (`write`: the bytes it
-/// added, nil when it failed, having logged why) and may keep state of its own under `lock`
-/// (`didFinish`, called under it after each job).
+/// added, nil when it failed, having logged why; the file itself through `store`, whole or not
+/// at all) and may keep state of its own under `lock` (`didFinish`, called under it after each job).
 public class RetainedFileWriter<Job>: @unchecked Sendable {
     /// How `enqueue` went.
     enum Enqueued {
@@ -26,6 +27,8 @@ public class RetainedFileWriter<Job>: @unchecked Sendable {
     public let capacity: Int
     let retentionInterval: Double
     let log: @Sendable (Logger.Level, String) -> Void
+    /// The system calls files are written with (tests script a full disk).
+    let calls: FileCalls
     private let threadName: String
 
     /// Guards the queue, the counters and subclasses' shared state.
@@ -41,13 +44,14 @@ public class RetainedFileWriter<Job>: @unchecked Sendable {
     private var retained: RetainedDirectory
 
     init(threadName: String, directory: String, retentionDays: Double, maxBytes: Int64, capacity: Int,
-         retentionInterval: Double, log: @escaping @Sendable (Logger.Level, String) -> Void) {
+         retentionInterval: Double, calls: FileCalls, log: @escaping @Sendable (Logger.Level, String) -> Void) {
         precondition(capacity > 0, "\(threadName): capacity must be positive, got \(capacity)")
         self.threadName = threadName
         self.directory = directory
         self.capacity = capacity
         self.retentionInterval = retentionInterval
         self.log = log
+        self.calls = calls
         retained = RetainedDirectory(directory: directory, retentionDays: retentionDays, maxBytes: maxBytes)
     }
 
@@ -112,6 +116,13 @@ public class RetainedFileWriter<Job>: @unchecked Sendable {
     /// Makes and writes `job`'s file, on the writer's thread: the bytes it added to the
     /// directory, or nil when it failed (logged with the file name).
     func write(_ job: Job) -> Int64? { preconditionFailure("\(threadName): write(_:) not provided") }
+
+    /// Puts `bytes` at `path` (its directories created) whole or not at all (`AtomicFile`).
+    func store(_ bytes: [UInt8], at path: String) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true)
+        try AtomicFile.write([bytes], to: path, calls: calls)
+    }
 
     /// After each job, written or not. Called under `lock`.
     func didFinish(_ job: Job) {}

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SafeTensors
 
 /// Which snapshot files to delete: temporary files a crash left mid-write, every file older
 /// than `maxAge`, then, oldest first, files until the rest fit in `maxBytes`. Age is the file's
@@ -16,8 +17,7 @@ enum SnapshotRetention {
     /// The files to delete, oldest first (ties: by path, so the order is reproducible).
     static func victims(_ files: [StoredFile], now: Double, maxAge: Double, maxBytes: Int64) -> [StoredFile] {
         let isTemporary = { (file: StoredFile) in
-            let name = URL(fileURLWithPath: file.path).lastPathComponent
-            return name.hasPrefix(".") && name.hasSuffix(".tmp")
+            AtomicFile.isTemporary(URL(fileURLWithPath: file.path).lastPathComponent)
         }
         let oldestFirst = files.sorted { ($0.modified, $0.path) < ($1.modified, $1.path) }
         var out = oldestFirst.filter(isTemporary)

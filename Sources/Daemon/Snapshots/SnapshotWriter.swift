@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SafeTensors
 import Video
 
 /// One frame to write as an action's snapshot.
@@ -28,14 +29,13 @@ public struct SnapshotJob: Sendable {
 /// `submit` queues a job (the action's new best frame): a newer job for an action already
 /// queued replaces it (only the best frame matters), and when the queue is full the job is
 /// dropped and counted. Each file is written whole or not at all
-/// (`SnapshotFileSystem.writeAtomically`) as `<directory>/<camera>/<YYYY-MM-DD>/<action_id>.jpg`
+/// (`AtomicFile`) as `<directory>/<camera>/<YYYY-MM-DD>/<action_id>.jpg`
 /// (UTC date of the frame); a later, better frame of the same action replaces it. A failed
 /// write is counted and logged with the file name.
 public final class SnapshotWriter: RetainedFileWriter<SnapshotJob>, @unchecked Sendable {
     public typealias Job = SnapshotJob
 
     public let configuration: DaemonConfiguration.Snapshots
-    private let fileSystem: SnapshotFileSystem
     private let written: @Sendable (Job, DaemonEvent.Snapshot, [UInt8]) -> Void
     /// On the writer's thread only.
     private lazy var encoder = JPEGEncoder(quality: configuration.quality, maxWidth: configuration.maxWidth)
@@ -49,14 +49,13 @@ public final class SnapshotWriter: RetainedFileWriter<SnapshotJob>, @unchecked S
     ///   - capacity: jobs waiting, at most.
     ///   - written: after each file is on disk, on the writer's thread (MQTT publishes it).
     init(configuration: DaemonConfiguration.Snapshots, directory: String, capacity: Int = 8,
-         retentionInterval: Double = 600, fileSystem: SnapshotFileSystem = .system,
+         retentionInterval: Double = 600, calls: FileCalls = .live,
          log: @escaping @Sendable (Logger.Level, String) -> Void,
          written: @escaping @Sendable (Job, DaemonEvent.Snapshot, [UInt8]) -> Void = { _, _, _ in }) {
         self.configuration = configuration
-        self.fileSystem = fileSystem
         self.written = written
         super.init(threadName: "m2clipd.snapshots", directory: directory, retentionDays: configuration.retentionDays,
-                   maxBytes: configuration.maxBytes, capacity: capacity, retentionInterval: retentionInterval, log: log)
+                   maxBytes: configuration.maxBytes, capacity: capacity, retentionInterval: retentionInterval, calls: calls, log: log)
     }
 
     /// The writer for `state_dir`'s snapshots.
@@ -114,7 +113,7 @@ public final class SnapshotWriter: RetainedFileWriter<SnapshotJob>, @unchecked S
             let jpeg = try encoder.encode(job.frame)
             let attributes = try? FileManager.default.attributesOfItem(atPath: path)
             let previous = (attributes?[.size] as? NSNumber)?.int64Value ?? 0
-            try fileSystem.writeAtomically(jpeg, to: path)
+            try store(jpeg, at: path)
             let snapshot = DaemonEvent.Snapshot(path: path, frameTime: job.frameTime, score: job.score)
             lock.withLock {
                 if !ended.contains(job.actionID) { latest[job.actionID] = snapshot }
