@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import M2Model
 import Ops
@@ -72,7 +73,15 @@ public final class TrainingModel: @unchecked Sendable {
             try CMLMTrainer(model: model, configuration: $0, reader: reader, gradients: g, context: context)
         }
         try checkFP32(reader.path)
+        // A step frees and allocates the same large tensors every step: keep them (up to a
+        // quarter of the machine's memory) instead of faulting them in again each step.
+        m2k_alloc_cache_begin(Self.allocationCacheBytes)
     }
+
+    deinit { m2k_alloc_cache_end() }
+
+    /// What the allocator may keep of freed large blocks while a model trains.
+    static var allocationCacheBytes: Int { Int(ProcessInfo.processInfo.physicalMemory / 4) }
 
     /// Every Linear the backward runs through must be fp32 panels.
     private func checkFP32(_ path: String) throws {

@@ -1,14 +1,86 @@
 #include "internal.h"
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 
+/* Large-block reuse (m2k_alloc_cache_begin/end). glibc serves blocks past its mmap threshold
+ * with mmap and gives them back with munmap, so a training step that frees and allocates the
+ * same few-MB-to-77-MB tensors every step faults every page in again, zeroed by the kernel,
+ * serially on the allocating thread (a quarter of a full-size step, measured). While a cache
+ * user is active, freed blocks of at least CACHE_MIN bytes are kept, up to `cache_limit`
+ * bytes in all, and handed out again for a request they fit with at most 25 % slack (best
+ * fit). Contents are not cleared: callers initialise what they allocate, as with malloc. */
+enum { CACHE_MIN = 1 << 20, CACHE_SLOTS = 1024 };
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *cache_ptr[CACHE_SLOTS];
+static size_t cache_size[CACHE_SLOTS];
+static int cache_count;
+static size_t cache_bytes, cache_limit;
+static int cache_users;
+
 void *m2k_alloc(size_t bytes) {
     void *p = NULL;
+    if (bytes >= CACHE_MIN) {
+        pthread_mutex_lock(&cache_lock);
+        int best = -1;
+        for (int i = 0; i < cache_count; i++)
+            if (cache_size[i] >= bytes && cache_size[i] - bytes <= bytes / 4 &&
+                (best < 0 || cache_size[i] < cache_size[best])) best = i;
+        if (best >= 0) {
+            p = cache_ptr[best];
+            cache_bytes -= cache_size[best];
+            cache_count--;
+            cache_ptr[best] = cache_ptr[cache_count];
+            cache_size[best] = cache_size[cache_count];
+        }
+        pthread_mutex_unlock(&cache_lock);
+        if (p) return p;
+    }
     if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
     return p;
 }
 
-void m2k_free(void *p) { free(p); }
+void m2k_free(void *p) {
+    if (!p) return;
+    size_t size = malloc_usable_size(p);
+    if (size >= CACHE_MIN) {
+        pthread_mutex_lock(&cache_lock);
+        if (cache_users > 0 && cache_count < CACHE_SLOTS && cache_bytes + size <= cache_limit) {
+            cache_ptr[cache_count] = p;
+            cache_size[cache_count] = size;
+            cache_count++;
+            cache_bytes += size;
+            p = NULL;
+        }
+        pthread_mutex_unlock(&cache_lock);
+    }
+    free(p);
+}
+
+void m2k_alloc_cache_begin(size_t max_bytes) {
+    pthread_mutex_lock(&cache_lock);
+    cache_users++;
+    if (max_bytes > cache_limit) cache_limit = max_bytes;
+    pthread_mutex_unlock(&cache_lock);
+}
+
+void m2k_alloc_cache_end(void) {
+    pthread_mutex_lock(&cache_lock);
+    if (cache_users > 0 && --cache_users == 0) {
+        for (int i = 0; i < cache_count; i++) free(cache_ptr[i]);
+        cache_count = 0;
+        cache_bytes = 0;
+        cache_limit = 0;
+    }
+    pthread_mutex_unlock(&cache_lock);
+}
+
+size_t m2k_alloc_cached_bytes(void) {
+    pthread_mutex_lock(&cache_lock);
+    size_t bytes = cache_bytes;
+    pthread_mutex_unlock(&cache_lock);
+    return bytes;
+}
 
 /* Per-thread scratch: a few grow-only slots, released when the thread exits. Packing
  * buffers are reused this way so that steady-state inference does not allocate. */

@@ -303,6 +303,13 @@ void m2k_pool_run(m2k_pool *pool, long ntasks, m2k_task_fn fn, void *ctx);
 
 void *m2k_alloc(size_t bytes); /* 64-byte aligned, NULL on failure; release with m2k_free */
 void m2k_free(void *p);
+/* Reuse of freed blocks of 1 MB and more while at least one user is active (the trainer: its
+ * step frees and allocates the same large tensors every step, which would otherwise be
+ * unmapped and faulted in again, zeroed by the kernel). begin raises the cached-bytes limit to
+ * max_bytes (the largest any user asked for); the last end frees every cached block. Thread-safe. */
+void m2k_alloc_cache_begin(size_t max_bytes);
+void m2k_alloc_cache_end(void);
+size_t m2k_alloc_cached_bytes(void);
 /* A per-thread scratch buffer of at least `bytes`, reused across calls on the same thread. */
 float *m2k_thread_scratch(int slot, size_t bytes);
 
