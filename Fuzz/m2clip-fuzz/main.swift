@@ -18,6 +18,7 @@ func runDriver(_ argc: UnsafeMutablePointer<CInt>,
 
 @_cdecl("m2clip_fuzz_main")
 public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    target.prepare()
     var count = argc, arguments = argv
     return runDriver(&count, &arguments) { data, size in fuzzOneInput(data, size) }
 }
