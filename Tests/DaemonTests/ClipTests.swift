@@ -271,28 +271,34 @@ private final class WrittenClips: @unchecked Sendable {
 /// Clips from a running pipeline: the phone clip (H.264, 2 s, keyframes every 0.667 s) as a
 /// file camera in real time.
 @Suite(.serialized) struct ClipPipelineTests {
-    /// Each action's end names its clip; the MP4 then exists, decodes (H.264, the source's
-    /// size and rotation), covers the action with its rolls as far as the file goes (starting
-    /// at most one keyframe interval early), and its packets are the source's packets
-    /// unchanged (stream copy: the same sizes and keyframes, in order).
-    @Test func actionClipIsAStreamCopyWithTheRolls() throws {
+    /// The file at `path` as a real-time camera with clips under `root`, run to its end and
+    /// the clip writer idle; the writer is stopped.
+    fileprivate static func run(_ path: String, settings: DaemonConfiguration.Clips, root: String) throws
+        -> (log: EventLog, reported: WrittenClips, writer: ClipWriter, recorder: ClipRecorder) {
         let engine = try CameraPipelineTests.engine.get()
-        let root = temporaryDirectory("pipeline-clips")
-        defer { try? FileManager.default.removeItem(atPath: root) }
         let reported = WrittenClips()
-        let writer = ClipWriter(configuration: ClipWriterTests.settings, directory: root, log: { _, _ in },
-                                written: { reported.add($0) })
+        let writer = ClipWriter(configuration: settings, directory: root, log: { _, _ in }, written: { reported.add($0) })
         writer.start()
         defer { writer.stop(timeout: 5) }
-        let recorder = writer.recorder(camera: "phone")
+        let recorder = writer.recorder(camera: "file")
         let log = EventLog()
-        let pipeline = try CameraPipeline(camera: CameraPipelineTests.camera(),
-                                          source: FileFrameSource(path: CameraPipelineTests.phone, clips: recorder),
+        let pipeline = try CameraPipeline(camera: CameraPipelineTests.camera(), source: FileFrameSource(path: path, clips: recorder),
                                           engine: engine, epoch: "0123456789abcdef",
                                           clips: (writer, recorder), emit: { log.append($0) })
         pipeline.start()
         #expect(pipeline.wait(timeout: 60))
         #expect(writer.waitIdle(timeout: 10))
+        return (log, reported, writer, recorder)
+    }
+
+    /// Each action's end names its clip; the MP4 then exists, decodes (H.264, the source's
+    /// size and rotation), covers the action with its rolls as far as the file goes (starting
+    /// at most one keyframe interval early), and its packets are the source's packets
+    /// unchanged (stream copy: the same sizes and keyframes, in order).
+    @Test func actionClipIsAStreamCopyWithTheRolls() throws {
+        let root = temporaryDirectory("pipeline-clips")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let (log, reported, writer, _) = try Self.run(CameraPipelineTests.phone, settings: ClipWriterTests.settings, root: root)
 
         let (source, sourcePackets) = try packets(of: CameraPipelineTests.phone)
         var starts: [String: Double] = [:]
@@ -346,24 +352,11 @@ extension ClipPipelineTests {
     /// encoded from the frames at `encode_fps` (320×240 like the source), covering the action
     /// with its rolls as far as the file goes, and each of its frames close to a frame of the file.
     @Test func vp8CameraClipIsEncoded() throws {
-        let engine = try CameraPipelineTests.engine.get()
         let root = temporaryDirectory("pipeline-clips-vp8")
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let reported = WrittenClips()
         var settings = ClipWriterTests.settings
         settings.encodeFPS = 10
-        let writer = ClipWriter(configuration: settings, directory: root, log: { _, _ in }, written: { reported.add($0) })
-        writer.start()
-        defer { writer.stop(timeout: 5) }
-        let recorder = writer.recorder(camera: "vp8")
-        let log = EventLog()
-        let pipeline = try CameraPipeline(camera: CameraPipelineTests.camera(),
-                                          source: FileFrameSource(path: ClipEncodingTests.vp8, clips: recorder),
-                                          engine: engine, epoch: "0123456789abcdef",
-                                          clips: (writer, recorder), emit: { log.append($0) })
-        pipeline.start()
-        #expect(pipeline.wait(timeout: 60))
-        #expect(writer.waitIdle(timeout: 10))
+        let (log, reported, writer, recorder) = try Self.run(ClipEncodingTests.vp8, settings: settings, root: root)
         #expect(recorder.currentMode == .encode)
 
         let source = try VideoFile(path: ClipEncodingTests.vp8).frames(at: Array(0..<30))
