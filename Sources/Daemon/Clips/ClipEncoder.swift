@@ -35,9 +35,9 @@ final class ClipEncoder: @unchecked Sendable {
     private var dropped = 0
     private var failures = 0
 
-    /// On the encoder's thread only.
-    private var encoder: VideoEncoder?
-    private var encoding: (generation: Int, origin: Double, width: Int, height: Int)?
+    /// The open encoder, the pass it encodes, the capture time of its stream time 0 and the
+    /// frame size it was opened for. On the encoder's thread only.
+    private var current: (encoder: VideoEncoder, generation: Int, origin: Double, width: Int, height: Int)?
 
     init(camera: String, fps: Double, capacity: Int = 8, recorder: ClipRecorder,
          log: @escaping @Sendable (Logger.Level, String) -> Void) {
@@ -111,35 +111,31 @@ final class ClipEncoder: @unchecked Sendable {
 
     private func encode(_ item: Item) {
         let frame = item.image
-        if let current = encoding, current.generation != item.generation || current.width != frame.width
-            || current.height != frame.height {
+        if let run = current, run.generation != item.generation || run.width != frame.width || run.height != frame.height {
             flush()
         }
         do {
-            if encoder == nil {
+            let run = try current ?? {
                 let opened = try VideoEncoder(width: frame.width, height: frame.height, fps: fps)
-                encoder = opened
-                encoding = (item.generation, item.wallClock, frame.width, frame.height)
                 recorder.encoderStarted(opened.stream, origin: item.wallClock, generation: item.generation)
-            }
-            guard let encoder, let encoding else { return }
-            let milliseconds = Int64(((item.wallClock - encoding.origin) * 1000).rounded())
-            let packets = try encoder.encode(frame, milliseconds: milliseconds)
-            recorder.addEncoded(packets, generation: encoding.generation)
+                return (opened, item.generation, item.wallClock, frame.width, frame.height)
+            }()
+            current = run
+            let milliseconds = Int64(((item.wallClock - run.origin) * 1000).rounded())
+            recorder.addEncoded(try run.encoder.encode(frame, milliseconds: milliseconds), generation: run.generation)
         } catch {
             failures += 1
             if failures == 1 || failures % 300 == 0 {
                 log(.error, "camera \(camera): clip encoding: \(error) (\(failures) frame(s) so far)")
             }
-            if encoder == nil { recorder.refuse("\(error)", generation: item.generation) }
+            if current == nil { recorder.refuse("\(error)", generation: item.generation) }
         }
     }
 
     /// Ends the current encoder run; its last packets go to the recorder.
     private func flush() {
-        guard let encoder, let encoding else { return }
-        if let packets = try? encoder.flush() { recorder.addEncoded(packets, generation: encoding.generation) }
-        self.encoder = nil
-        self.encoding = nil
+        guard let run = current else { return }
+        if let packets = try? run.encoder.flush() { recorder.addEncoded(packets, generation: run.generation) }
+        current = nil
     }
 }

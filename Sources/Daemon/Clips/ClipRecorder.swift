@@ -153,15 +153,17 @@ public final class ClipRecorder: @unchecked Sendable {
     /// on the stream clock (seconds; nil for a camera), `image` its pixels, asked for only
     /// when the frame is encoded, during this call.
     func deliver(wallClock: Double, streamTime: Double?, image: () -> RGBFrame?) {
-        let pass: (Mode, Int) = lock.withLock {
-            if mode != .encode, let streamTime { note(streamTime: streamTime, wallClock: wallClock) }
-            if mode == .encode && encoder == nil {
-                encoder = ClipEncoder(camera: camera, fps: encodeFPS, capacity: encodeQueue, recorder: self, log: log)
+        let pass: (encoder: ClipEncoder, generation: Int)? = lock.withLock {
+            guard mode == .encode else {
+                if let streamTime { note(streamTime: streamTime, wallClock: wallClock) }
+                return nil
             }
-            return (mode, generation)
+            guard refusal == nil else { return nil }
+            let made = encoder ?? ClipEncoder(camera: camera, fps: encodeFPS, capacity: encodeQueue, recorder: self, log: log)
+            encoder = made
+            return (made, generation)
         }
-        guard pass.0 == .encode, refused == nil else { return }
-        encoder?.offer(wallClock: wallClock, generation: pass.1, image: image)
+        if let pass { pass.encoder.offer(wallClock: wallClock, generation: pass.generation, image: image) }
     }
 
     /// Called under `lock`.
