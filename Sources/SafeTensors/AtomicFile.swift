@@ -25,15 +25,17 @@ public struct AtomicFileError: Error, Equatable, CustomStringConvertible, Sendab
 /// `FileCalls`, so tests script failures.
 public enum AtomicFile {
     /// Writes `parts`, one after the other, as the new content of `path` (its directory must
-    /// exist). Leftovers of earlier writes of `path` whose process died are removed first and
-    /// announced through `WriteNotices`.
-    public static func write(_ parts: [[UInt8]], to path: String, calls: FileCalls = .live) throws(AtomicFileError) {
+    /// exist). With `removingLeftovers`, leftovers of earlier writes of `path` whose process
+    /// died are removed first and announced through `WriteNotices` (a directory listing per
+    /// write; a caller whose directory is swept otherwise passes false).
+    public static func write(_ parts: [[UInt8]], to path: String, removingLeftovers: Bool = true,
+                             calls: FileCalls = .live) throws(AtomicFileError) {
         func failure(_ message: String) -> AtomicFileError { AtomicFileError(path: path, message: message) }
         let (directory, base) = splitPath(path)
         guard !base.isEmpty, base != ".", base != ".." else {
             throw failure("path names a directory, expected a file name")
         }
-        for leftover in removeLeftovers(of: path, calls: calls) {
+        for leftover in removingLeftovers ? removeLeftovers(of: path, calls: calls) : [] {
             WriteNotices.post("\(path): removed \(leftover), the partial file of an earlier write that was "
                 + "interrupted (process killed or machine down); \(base) itself was not touched by it")
         }

@@ -127,12 +127,6 @@ public struct SafeTensorsWriter: Sendable {
         }
     }
 
-    /// `AtomicFile.removeLeftovers`: the partial files killed writes of `path` left.
-    @discardableResult
-    public static func removeLeftovers(of path: String) -> [String] {
-        AtomicFile.removeLeftovers(of: path)
-    }
-
     // MARK: Private
 
     private func validate(name: String, dtype: DType, shape: [Int], byteCount actual: Int) throws {

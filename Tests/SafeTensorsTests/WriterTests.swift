@@ -154,7 +154,7 @@ import Testing
             #expect(try SafeTensorsFile(path: path).floats("a") == [1])
             let said = notices.all.filter { $0.hasPrefix(path + ":") }
             #expect(said.count == 1 && said[0].contains("removed \(dead)") && said[0].contains("interrupted"))
-            #expect(SafeTensorsWriter.removeLeftovers(of: path).isEmpty)
+            #expect(AtomicFile.removeLeftovers(of: path).isEmpty)
         }
     }
 

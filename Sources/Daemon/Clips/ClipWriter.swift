@@ -72,8 +72,7 @@ public final class ClipWriter: RetainedFileWriter<ClipJob>, @unchecked Sendable 
     func submit(actionID: String, camera: String, start: Double, end: Double, recorder: ClipRecorder) -> DaemonEvent.Clip? {
         let from = max(start - configuration.preRollSeconds, end - configuration.maxSeconds - configuration.postRollSeconds)
         let to = end + configuration.postRollSeconds
-        let path = "\(directory)/\(SnapshotWriter.component(camera))/\(SnapshotWriter.day(end))/"
-            + "\(SnapshotWriter.component(actionID)).mp4"
+        let path = filePath(camera: camera, time: end, name: actionID, ext: "mp4")
         let enqueued = lock.withLock { enqueue(Job(actionID: actionID, path: path, from: from, to: to, recorder: recorder)) }
         switch enqueued {
         case .queued: return DaemonEvent.Clip(path: path, startTime: from, endTime: to)

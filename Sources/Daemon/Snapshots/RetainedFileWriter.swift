@@ -117,11 +117,36 @@ public class RetainedFileWriter<Job>: @unchecked Sendable {
     /// directory, or nil when it failed (logged with the file name).
     func write(_ job: Job) -> Int64? { preconditionFailure("\(threadName): write(_:) not provided") }
 
+    /// `<directory>/<camera>/<YYYY-MM-DD>/<name>.<ext>`: the UTC day of `time` (seconds since
+    /// 1970), names made safe as one path component each.
+    func filePath(camera: String, time: Double, name: String, ext: String) -> String {
+        "\(directory)/\(Self.component(camera))/\(Self.day(time))/\(Self.component(name)).\(ext)"
+    }
+
+    /// `YYYY-MM-DD`, the UTC day of `time` (seconds since 1970).
+    static func day(_ time: Double) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC")!
+        let parts = calendar.dateComponents([.year, .month, .day], from: Date(timeIntervalSince1970: time))
+        return String(format: "%04d-%02d-%02d", parts.year ?? 1970, parts.month ?? 1, parts.day ?? 1)
+    }
+
+    /// `name` as one file name: `/`, control characters and a leading dot become `_`.
+    static func component(_ name: String) -> String {
+        var mapped = String(name.unicodeScalars.map { s -> Character in
+            s == "/" || s.value < 0x20 || s.value == 0x7f ? "_" : Character(s)
+        })
+        if mapped.hasPrefix(".") { mapped = "_" + mapped.dropFirst() }
+        return mapped.isEmpty ? "_" : mapped
+    }
+
     /// Puts `bytes` at `path` (its directories created) whole or not at all (`AtomicFile`).
+    /// Temporary files a crash left are not looked for on each write: retention deletes them
+    /// (at start and every `retentionInterval`).
     func store(_ bytes: [UInt8], at path: String) throws {
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                 withIntermediateDirectories: true)
-        try AtomicFile.write([bytes], to: path, calls: calls)
+        try AtomicFile.write([bytes], to: path, removingLeftovers: false, calls: calls)
     }
 
     /// After each job, written or not. Called under `lock`.

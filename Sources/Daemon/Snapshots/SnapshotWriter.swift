@@ -85,24 +85,7 @@ public final class SnapshotWriter: RetainedFileWriter<SnapshotJob>, @unchecked S
     /// `<directory>/<camera>/<YYYY-MM-DD>/<action_id>.jpg`, names made safe as one path
     /// component each.
     public func path(for job: Job) -> String {
-        "\(directory)/\(Self.component(job.camera))/\(Self.day(job.frameTime))/\(Self.component(job.actionID)).jpg"
-    }
-
-    /// `YYYY-MM-DD`, the UTC day of `time` (seconds since 1970).
-    static func day(_ time: Double) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        let parts = calendar.dateComponents([.year, .month, .day], from: Date(timeIntervalSince1970: time))
-        return String(format: "%04d-%02d-%02d", parts.year ?? 1970, parts.month ?? 1, parts.day ?? 1)
-    }
-
-    /// `name` as one file name: `/`, control characters and a leading dot become `_`.
-    static func component(_ name: String) -> String {
-        var mapped = String(name.unicodeScalars.map { s -> Character in
-            s == "/" || s.value < 0x20 || s.value == 0x7f ? "_" : Character(s)
-        })
-        if mapped.hasPrefix(".") { mapped = "_" + mapped.dropFirst() }
-        return mapped.isEmpty ? "_" : mapped
+        filePath(camera: job.camera, time: job.frameTime, name: job.actionID, ext: "jpg")
     }
 
     // MARK: - Writer thread
