@@ -18,9 +18,12 @@ static int cache_count;
 static size_t cache_bytes, cache_limit;
 static int cache_users;
 
+/* Read without the lock so allocation costs nothing extra while no one uses the cache. */
+static int cache_active(void) { return __atomic_load_n(&cache_users, __ATOMIC_RELAXED) > 0; }
+
 void *m2k_alloc(size_t bytes) {
     void *p = NULL;
-    if (bytes >= CACHE_MIN) {
+    if (bytes >= CACHE_MIN && cache_active()) {
         pthread_mutex_lock(&cache_lock);
         int best = -1;
         for (int i = 0; i < cache_count; i++)
@@ -42,7 +45,7 @@ void *m2k_alloc(size_t bytes) {
 
 void m2k_free(void *p) {
     if (!p) return;
-    size_t size = malloc_usable_size(p);
+    size_t size = cache_active() ? malloc_usable_size(p) : 0;
     if (size >= CACHE_MIN) {
         pthread_mutex_lock(&cache_lock);
         if (cache_users > 0 && cache_count < CACHE_SLOTS && cache_bytes + size <= cache_limit) {
@@ -59,14 +62,14 @@ void m2k_free(void *p) {
 
 void m2k_alloc_cache_begin(size_t max_bytes) {
     pthread_mutex_lock(&cache_lock);
-    cache_users++;
+    __atomic_add_fetch(&cache_users, 1, __ATOMIC_RELAXED);
     if (max_bytes > cache_limit) cache_limit = max_bytes;
     pthread_mutex_unlock(&cache_lock);
 }
 
 void m2k_alloc_cache_end(void) {
     pthread_mutex_lock(&cache_lock);
-    if (cache_users > 0 && --cache_users == 0) {
+    if (cache_users > 0 && __atomic_sub_fetch(&cache_users, 1, __ATOMIC_RELAXED) == 0) {
         for (int i = 0; i < cache_count; i++) free(cache_ptr[i]);
         cache_count = 0;
         cache_bytes = 0;
