@@ -398,6 +398,67 @@ struct MQTTDaemonTests {
         #expect(!summary.contains(" 0 dropped"), "\(summary)")
     }
 
+    /// The broker is down for a while (killed, then started again on the same port) with the
+    /// default buffer: every action.start and action.end produced meanwhile (a SIGHUP reload
+    /// ends the open actions and starts new ones) reaches the broker after the reconnect as
+    /// `new`/`end` on m2clip/events, none is dropped, and capture never stopped (the socket's
+    /// stats during the outage show frames coming in).
+    @Test func brokerOutageLosesNoStartOrEndWithinTheBuffer() throws {
+        let dir = try setUp(mqtt: "host: 127.0.0.1\nport: PORT")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let broker = try Broker(directory: dir)
+        try Self.point(dir, at: broker)
+        let daemon = try Daemon(dir)
+        #expect(daemon.wait(20, for: "mqtt: connected"), "\(daemon.text)")
+        let socketLog = dir.appendingPathComponent("socket.ndjson")
+        FileManager.default.createFile(atPath: socketLog.path, contents: nil)
+        let socketSubscriber = Process()
+        socketSubscriber.executableURL = CLITests.binary
+        socketSubscriber.arguments = ["subscribe", "--socket", dir.appendingPathComponent("events.sock").path, "--json"]
+        socketSubscriber.standardOutput = try FileHandle(forWritingTo: socketLog)
+        try socketSubscriber.run()
+        defer { if socketSubscriber.isRunning { socketSubscriber.terminate() } }
+        sleep(2)
+
+        broker.kill()
+        let down = Date().timeIntervalSince1970
+        sleep(1)
+        daemon.signal(SIGHUP) // ends the open actions, restarts the camera: starts and ends while down
+        sleep(3)
+        let up = Date().timeIntervalSince1970
+        try broker.start()
+        let sub = try Subscriber(port: broker.port, topics: ["m2clip/events", "m2clip/stats"], directory: dir)
+        #expect(daemon.wait(20, for: "mqtt: connected", count: 2), "\(daemon.text)")
+        #expect(sub.wait(10) { m in m.contains { $0.topic == "m2clip/stats" } })
+        sleep(1)
+        #expect(daemon.stop() == 0)
+        sub.stop()
+
+        let socket = ((try? String(contentsOf: socketLog, encoding: .utf8)) ?? "").split(separator: "\n").map { Self.json(String($0)) }
+        let during = socket.filter { ($0["ts"] as? Double).map { $0 >= down && $0 < up } ?? false }
+        func ids(_ type: String) -> Set<String> {
+            Set(during.filter { $0["type"] as? String == type }.compactMap { $0["action_id"] as? String })
+        }
+        let starts = ids("action.start"), ends = ids("action.end")
+        #expect(!starts.isEmpty && !ends.isEmpty, "the reload made starts and ends while the broker was down: \(during.count) events")
+        var sent: [String: Set<String>] = [:]
+        for payload in sub.payloads("m2clip/events") {
+            let message = Self.json(payload)
+            if let type = message["type"] as? String, let id = (message["after"] as? [String: Any])?["id"] as? String {
+                sent[type, default: []].insert(id)
+            }
+        }
+        #expect(starts.isSubset(of: sent["new"] ?? []), "starts while down \(starts), sent after the reconnect \(sent["new"] ?? [])")
+        #expect(ends.isSubset(of: sent["end"] ?? []), "ends while down \(ends), sent after the reconnect \(sent["end"] ?? [])")
+        // Capture went on: every stats line of the outage has frames coming in.
+        let outageStats = during.filter { $0["type"] as? String == "stats" }
+        let rates = outageStats.compactMap { (($0["cameras"] as? [[String: Any]])?.first?["fps_in"] as? Double) }
+        #expect(outageStats.count >= 2 && rates.count == outageStats.count && rates.allSatisfy { $0 > 5 }, "fps_in during the outage: \(rates)")
+        let summary = try #require(daemon.text.split(separator: "\n").last { $0.contains("message(s) sent") })
+        #expect(summary.contains(" 0 dropped"), "\(summary)")
+        print("broker outage \(String(format: "%.1f", up - down)) s: \(starts.count) start(s), \(ends.count) end(s) produced, all sent; fps_in \(rates); \(summary)")
+    }
+
     /// SIGHUP with the camera renamed: Home Assistant gets the old camera's components with
     /// only their platform (removal) and the new one's in full; the old state topics lose their
     /// retained payloads.
